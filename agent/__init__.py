@@ -1,0 +1,1 @@
+"""chartwise.agent: the LangGraph graph, model backends, tool-call parsing, budgets, verifier."""
