@@ -1,0 +1,1 @@
+"""Model backends: one interface over transformers (MedGemma) and OpenAI-compatible servers."""
