@@ -250,7 +250,7 @@ def _when(data: dict, *names: str) -> tuple[str | None, str | None]:
                 continue
             if kind == "dt" and isinstance(value, str):
                 return value, None
-            if kind == "period" and isinstance(value, dict):
+            if kind in ("period", "dt") and isinstance(value, dict) and ("start" in value or "end" in value):
                 start, end = value.get("start"), value.get("end")
                 if start or end:
                     return start or end, end
@@ -446,7 +446,7 @@ def _dosage_text(dosages: object) -> str | None:
         for dr in d.get("doseAndRate") or ():
             q = (dr or {}).get("doseQuantity")
             if isinstance(q, dict) and q.get("value") is not None:
-                parts.append(_render_value(float(q["value"]), q.get("unit")))
+                parts.append("dose " + _render_value(float(q["value"]), q.get("unit")))
         rep = ((d.get("timing") or {}).get("repeat") or {})
         if rep.get("frequency") and rep.get("period"):
             parts.append(f"{rep['frequency']}x per {rep['period']} {rep.get('periodUnit', '')}".strip())
@@ -648,6 +648,20 @@ _BUILDERS = {
 }
 
 
+def range_text(rr: RefRange | None) -> str | None:
+    """``70-99 mg/dL``, ``>=40 mg/dL`` or ``<=200 mg/dL``; the range's text when it has no numbers."""
+    if rr is None:
+        return None
+    unit = f" {rr.unit}" if rr.unit else ""
+    if rr.low is not None and rr.high is not None:
+        return f"{format_number(float(rr.low))}-{format_number(float(rr.high))}{unit}"
+    if rr.low is not None:
+        return f">={format_number(float(rr.low))}{unit}"
+    if rr.high is not None:
+        return f"<={format_number(float(rr.high))}{unit}"
+    return rr.text
+
+
 def render_line(fact: ClinicalFact) -> str:
     """One line for prompts and listings: date, category, label, value, status."""
     parts = [fact.day or "undated", fact.category.value, fact.label]
@@ -659,13 +673,9 @@ def render_line(fact: ClinicalFact) -> str:
     value = _render_value(fact.value, fact.unit, fact.details.get("comparator"))
     if value:
         parts.append(f"= {value}")
-    rr = fact.reference_range
-    if rr and (rr.low is not None or rr.high is not None):
-        lo = format_number(float(rr.low)) if rr.low is not None else ""
-        hi = format_number(float(rr.high)) if rr.high is not None else ""
-        parts.append(f"(ref {lo}-{hi}{' ' + rr.unit if rr.unit else ''})")
-    elif rr and rr.text:
-        parts.append(f"(ref {rr.text})")
+    ref = range_text(fact.reference_range)
+    if ref:
+        parts.append(f"(ref {ref})")
     if fact.abnormal:
         parts.append("ABNORMAL" + (f" [{','.join(fact.interpretation)}]" if fact.interpretation else ""))
     if fact.end and fact.category in (Category.condition,):
