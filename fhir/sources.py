@@ -207,5 +207,7 @@ def open_source(path: str | os.PathLike[str]) -> Source:
     """The source for a path (file or directory).  URLs are served by the REST source."""
     text = os.fspath(path)
     if text.startswith(("http://", "https://")):
-        raise SourceError(f"{text}: FHIR REST servers are not supported by this build yet; export the record as a bundle or NDJSON")
+        from .rest import open_rest_source
+
+        return open_rest_source(text)
     return FileSource(Path(text))
