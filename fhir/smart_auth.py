@@ -80,6 +80,7 @@ class SmartBackendAuth:
         self._key, self.alg = _load_key(self.key_file, alg)
         self._token: str | None = None
         self._expires_at = 0.0
+        self._margin = REFRESH_MARGIN_S
         self._lock: asyncio.Lock | None = None
         self.tokens_fetched = 0
 
@@ -98,7 +99,7 @@ class SmartBackendAuth:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if self._token is None or time.time() > self._expires_at - REFRESH_MARGIN_S:
+            if self._token is None or time.time() > self._expires_at - self._margin:
                 await self._fetch(client)
             assert self._token is not None
             return self._token
@@ -161,6 +162,8 @@ class SmartBackendAuth:
         lifetime = float(lifetime) if isinstance(lifetime, (int, float)) and lifetime > 0 else 300.0
         self._token = token
         self._expires_at = time.time() + lifetime
+        # refresh a minute early, or a fifth of the lifetime early for short-lived tokens
+        self._margin = min(REFRESH_MARGIN_S, lifetime / 5)
         self.tokens_fetched += 1
         log.info("smart token fetched client=%s expires_in=%.0fs took=%.3fs", self.client_id, lifetime,
                  time.monotonic() - started)
