@@ -16,17 +16,20 @@ from .context import AgentContext, AgentSettings
 from .graph import build_graph, open_checkpointer
 
 
-def _context(source: Any = None, *, backend: Any = None, settings: AgentSettings | dict | None = None,
+_DEFAULT = object()
+
+
+def _context(source: Any = None, *, backend: Any = _DEFAULT, settings: AgentSettings | dict | None = None,
              corpus: str | None = None, records: Any = None) -> AgentContext:
     from chartwise.agent.models import ModelBackend, load_backend, resolve_config
     from chartwise.fhir.store import RecordSet, load
 
     if records is None and source is not None:
         records = source if isinstance(source, RecordSet) else load(source)
-    if backend is None or isinstance(backend, (str, dict)):
-        flags = {"backend": backend} if isinstance(backend, str) else dict(backend or {})
+    if backend is _DEFAULT or isinstance(backend, (str, dict)):
+        flags = {"backend": backend} if isinstance(backend, str) else dict(backend if isinstance(backend, dict) else {})
         backend = load_backend(resolve_config(flags))
-    elif not isinstance(backend, ModelBackend) and not hasattr(backend, "generate"):
+    elif backend is not None and not isinstance(backend, ModelBackend) and not hasattr(backend, "generate"):
         raise TypeError("backend must be a ModelBackend, a backend name or a settings dict")
     if isinstance(settings, dict):
         settings = AgentSettings(**settings)
@@ -34,7 +37,7 @@ def _context(source: Any = None, *, backend: Any = None, settings: AgentSettings
 
 
 def events(question: str, source: Any = None, *, task: str | None = None, patient: str | None = None,
-           images: list[str] | None = None, thread: str | None = None, backend: Any = None,
+           images: list[str] | None = None, thread: str | None = None, backend: Any = _DEFAULT,
            settings: AgentSettings | dict | None = None, corpus: str | None = None, checkpoints: str | None = None,
            context: AgentContext | None = None) -> Iterator[dict[str, Any]]:
     """Run the graph and yield its events as they happen; the last event is ``{"type": "result"}``.

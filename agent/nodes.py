@@ -75,7 +75,7 @@ def route(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     task = req.get("task") or classify(question, has_patient and ctx.records is not None)
     if task == "summary" and not question:
         question = "Summarize the chart."
-    if ctx.records is not None and task != "literature" or (task == "literature" and patient):
+    if ctx.records is not None:
         rec = ctx.patient_record(patient)
         patient = rec.id if rec is not None else patient
     # carry the evidence the last turn cited, so a follow-up can build on it
