@@ -159,7 +159,9 @@ def test_load_bundle_of_mutated_resources(resources, with_patient):
             assert str(path) in str(err) and "\n" not in str(err)
             return
         manifest = records.manifest()
-        assert manifest.read == manifest.accepted + manifest.quarantined == len(entries)
+        assert manifest.read == manifest.accepted + manifest.quarantined
+        if not any(isinstance(r, dict) and r.get("resourceType") == "Bundle" for r in resources):
+            assert manifest.read == len(entries)  # nested bundles are flattened, otherwise one per entry
         for q in records.quarantined:
             assert q.origin.startswith(str(path)) and " entry " in q.origin
             assert q.reason
@@ -219,6 +221,25 @@ def test_load_corrupted_bytes(small_bundle_bytes, data):
         manifest = records.manifest()
         assert manifest.read == manifest.accepted + manifest.quarantined
         _deep_reads(records)
+
+
+# Found by the randomized run (CHARTWISE_FUZZ_RANDOM=1 CHARTWISE_FUZZ_EXAMPLES=1500); the fix belongs in
+# chartwise.fhir.parse (see docs/reliability.md, "Fuzzing").  Strict=False: they pass once fixed.
+KNOWN_CRASHES = [
+    pytest.param({"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"},
+                  "meta": {"profile": True}}, id="meta.profile-not-a-list"),
+    pytest.param({"resourceType": "CarePlan", "id": "c1", "status": "active", "intent": "plan",
+                  "subject": {"reference": "Patient/p"}, "contained": [{"resourceType": "", "id": "x"}]},
+                 id="contained-empty-resourceType"),
+]
+
+
+@pytest.mark.parametrize("res", KNOWN_CRASHES)
+@pytest.mark.xfail(reason="chartwise.fhir.parse lets a non-ChartwiseError escape (fix pending in fhir/parse.py)",
+                   strict=False)
+def test_known_crashes_from_randomized_fuzzing(res):
+    result = validate_resource(RawResource(data=res, origin=Origin("fuzz.json", entry=0)))
+    assert isinstance(result, (Accepted, Quarantined))
 
 
 def test_zz_report_counts(capsys):
