@@ -102,7 +102,7 @@ def validate_resource(raw: RawResource) -> Accepted | Quarantined:
             raise InputError(f"{origin}: {rtype}{'/' + rid if rid else ''} is FHIR STU3, not R4 "
                              f"(field {field}: {reason}); convert it to R4 first") from err
         return Quarantined(origin=origin, resource_type=rtype, id=rid, field=field, reason=reason)
-    except (TypeError, ValueError) as err:  # fhir.resources raises plain errors in a few validators
+    except (TypeError, ValueError, LookupError, AttributeError) as err:  # plain errors from a few fhir.resources validators
         return Quarantined(origin=origin, resource_type=rtype, id=rid, reason=" ".join(str(err).split())[:300])
     return Accepted(data=data, origin=raw.origin, full_url=raw.full_url)
 
@@ -140,8 +140,9 @@ def other_version_marker(data: dict) -> str | None:
     if isinstance(version, str) and not version.startswith("4.0"):
         return f"{_VERSION_WORDS.get(version[:3], version)} (fhirVersion {version})"
     meta = data.get("meta")
-    if isinstance(meta, dict):
-        for profile in meta.get("profile") or []:
+    profiles = meta.get("profile") if isinstance(meta, dict) else None
+    if isinstance(profiles, list):
+        for profile in profiles:
             if isinstance(profile, str):
                 low = profile.lower()
                 if "/stu3/" in low or "/dstu2/" in low:

@@ -235,8 +235,6 @@ KNOWN_CRASHES = [
 
 
 @pytest.mark.parametrize("res", KNOWN_CRASHES)
-@pytest.mark.xfail(reason="chartwise.fhir.parse lets a non-ChartwiseError escape (fix pending in fhir/parse.py)",
-                   strict=False)
 def test_known_crashes_from_randomized_fuzzing(res):
     result = validate_resource(RawResource(data=res, origin=Origin("fuzz.json", entry=0)))
     assert isinstance(result, (Accepted, Quarantined))
