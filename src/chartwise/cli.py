@@ -15,7 +15,7 @@ from chartwise import __version__
 from chartwise.fhir.errors import ChartwiseError
 
 #: Command modules under chartwise.commands, in the order ``--help`` lists them.
-COMMANDS = ["inspect", "timeline", "evidence", "ask", "summarize", "literature"]
+COMMANDS = ["inspect", "timeline", "evidence", "ask", "summarize", "literature", "eval"]
 
 
 def build_parser() -> argparse.ArgumentParser:
