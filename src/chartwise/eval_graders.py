@@ -31,6 +31,7 @@ ABSTAIN_PATTERNS = [
     r"\bnot (?:found|available) in the record\b",
     r"\binsufficient (?:evidence|information|data)\b",
     r"\bno (?:such|relevant) (?:information|data|record)\b",
+    r"\bno\b[^.]{0,60}\b(?:found|documented|recorded|available|listed)\s+(?:in|within)\s+(?:the|this)\s+(?:patient'?s?\s+)?(?:record|chart)",
 ]
 _ABSTAIN = [re.compile(p, re.I) for p in ABSTAIN_PATTERNS]
 
