@@ -15,7 +15,7 @@ from chartwise import __version__
 from chartwise.fhir.errors import ChartwiseError
 
 #: Command modules under chartwise.commands, in the order ``--help`` lists them.
-COMMANDS = ["inspect", "timeline", "evidence", "ask", "summarize", "literature", "eval"]
+COMMANDS = ["inspect", "timeline", "evidence", "ask", "summarize", "literature", "image", "serve", "mcp", "batch", "eval"]
 
 
 def build_parser() -> argparse.ArgumentParser:
