@@ -25,7 +25,7 @@ def augment(n: int, out: Path, seed: int = 0) -> list[Path]:
     from PIL import Image, ImageEnhance, ImageOps
 
     sys.path.insert(0, str(REPO))
-    from chartwise.agent.models.images import load_image
+    from chartwise.tools.image_loading import load_image
 
     bases = [load_image(p, max_side=512) for p in sorted(IMAGES.rglob("*"))
              if p.suffix.lower() in (".png", ".dcm") and "SR" not in p.name and "reportsi" not in p.name]

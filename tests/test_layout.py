@@ -31,3 +31,20 @@ def test_console_script_and_sample(tmp_path):
     manifest = json.loads(proc.stdout)
     assert manifest["read"] == manifest["accepted"] + manifest["quarantined"] == 407
     assert len(manifest["patients"]) == 1
+
+
+def test_dependencies_point_one_way():
+    """fhir imports nothing of tools/agent/CLI; tools imports no agent/CLI; agent imports no CLI."""
+    import re
+
+    rules = {"fhir": ("chartwise.tools", "chartwise.agent", "chartwise.cli", "chartwise.commands"),
+             "tools": ("chartwise.agent", "chartwise.cli", "chartwise.commands"),
+             "agent": ("chartwise.cli", "chartwise.commands")}
+    bad = []
+    for folder, banned in rules.items():
+        for path in (REPO / folder).rglob("*.py"):
+            for line in path.read_text().splitlines():
+                m = re.match(r"\s*(?:from|import)\s+([\w.]+)", line)
+                if m and m.group(1).startswith(banned):
+                    bad.append(f"{path.relative_to(REPO)}: {line.strip()}")
+    assert not bad, bad

@@ -126,10 +126,7 @@ class ImageEntry:
 
 
 def _decode(source: Any):
-    # Image decoding lives in chartwise.agent.models.images (PNG/JPEG, DICOM windowing, MONOCHROME1
-    # inversion, attachments). chartwise.tools must not depend on chartwise.agent, so it is imported
-    # here, lazily, until image decoding moves to a module both layers may use.
-    from chartwise.agent.models.images import load_image
+    from .image_loading import load_image  # PNG/JPEG, DICOM windowing, MONOCHROME1 inversion, attachments
 
     return load_image(source)
 

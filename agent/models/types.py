@@ -6,23 +6,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chartwise.tools.image_loading import ImageAttachment  # noqa: F401  (re-exported)
+
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "error"]
 
 
-class ImageAttachment(BaseModel):
-    """A FHIR Attachment carrying an image inline (``contentType`` + base64 ``data``) or by ``url``."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
-
-    content_type: str | None = Field(default=None, alias="contentType")
-    data: str | None = None
-    url: str | None = None
-    title: str | None = None
 
 
 # What a caller may hand over as an image: a file path (PNG, JPEG, DICOM), raw bytes, a PIL image,
-# a FHIR Attachment (model or dict). ``chartwise.agent.models.images.load_image`` turns each into RGB.
+# a FHIR Attachment (model or dict). ``chartwise.tools.image_loading.load_image`` turns each into RGB.
 ImageInput = Any
 
 
