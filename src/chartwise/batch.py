@@ -100,7 +100,8 @@ class BatchRun:
             text = to_json(t) if fmt == "json" else to_html(t, record) if fmt == "html" else to_markdown(t)
             return text, {}
         result = self.ws.run_agent(task, self.opts.question, None, pid)
-        doc = {"patient": pid, "task": task, "question": self.opts.question if task == "ask" else None, **result}
+        doc = {"patient": pid, "task": task, "question": self.opts.question if task == "ask" else None,
+               **{k: v for k, v in result.items() if k != "task"}}
         return json.dumps(doc, indent=2, ensure_ascii=False, default=str), {
             "citations": len(result.get("citations") or []), "unsupported": len(result.get("unsupported") or [])}
 
@@ -192,6 +193,8 @@ def run_batch(source: str, opts: BatchOptions, *, ws: Workspace | None = None, s
     if opts.task != "timeline" and ws.backend is not None and getattr(ws.backend, "name", "") == "transformers":
         opts.concurrency = 1
     opts.out.mkdir(parents=True, exist_ok=True)
+    for stale in opts.out.glob(".*.tmp"):  # left by a killed run; its patient is redone
+        stale.unlink(missing_ok=True)
     run = BatchRun(ws, opts, source=source)
     records = ws.source().records
     total = len(opts.patients) if opts.patients else \

@@ -212,7 +212,7 @@ def create_app(workspace: Workspace | None = None, *, token: str | None = None,
     """The FastAPI app. ``token`` defaults to ``CHARTWISE_API_TOKEN``; ``allowed_hosts`` (the Host
     headers accepted; None: any) guards a loopback server against DNS rebinding."""
     ws = workspace or Workspace()
-    token = token if token is not None else (os.environ.get("CHARTWISE_API_TOKEN") or None)
+    token = (token if token is not None else os.environ.get("CHARTWISE_API_TOKEN")) or None  # "": no token
     bearer = HTTPBearer(auto_error=False, description="CHARTWISE_API_TOKEN, when the server sets one")
 
     def require_token(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
