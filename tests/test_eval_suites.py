@@ -12,6 +12,7 @@ from chartwise.cli import main
 from chartwise.eval_report import data_file, run_eval, spread, to_markdown
 
 DATA = Path("/work/shared/data")
+SAMPLE = str(Path(__file__).resolve().parents[1] / "src/chartwise/data/literature_sample.jsonl")
 pytestmark = pytest.mark.skipif(not (DATA / "fhir/synthea-r4/bundles").is_dir(), reason="shared data not present")
 
 
@@ -31,17 +32,16 @@ def test_shipped_sets_cover_every_task_type_and_category():
 
 def test_cli_eval_backend_none(tmp_path, capsys):
     out = tmp_path / "rep"
-    assert main(["eval", "--limit", "6", "--out", str(out)]) == 0
+    assert main(["eval", "--limit", "4", "--out", str(out), "--corpus", SAMPLE]) == 0
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
     assert report["backend"] == "none" and set(report["suites"]) == {"medagentbench", "chartqa", "literature"}
     mab = report["suites"]["medagentbench"]["metrics"]
-    assert mab["graded"] >= 5 and mab["accuracy"] == 1.0 and mab["sol_agreement"] == 1.0
-    assert any(line.startswith("task3") for line in mab["not_graded"])
+    assert mab["graded"] >= 3 and mab["accuracy"] == 1.0 and mab["sol_agreement"] == 1.0
     qa = report["suites"]["chartqa"]["metrics"]
-    assert qa["items"] == 6 and qa["gold_verified"] == 1.0 and qa["evidence_recall"] is not None
+    assert qa["items"] == 4 and qa["gold_verified"] == 1.0 and qa["evidence_recall"] is not None
     lit = report["suites"]["literature"]["metrics"]
-    assert lit["items"] == 6 and 0.0 <= lit["recall_at_5"] <= 1.0
+    assert lit["items"] == 4 and 0.0 <= lit["recall_at_5"] <= 1.0
     assert "decision_accuracy" not in lit  # needs a model
     for name in ("medagentbench", "chartqa", "literature", "machine:"):
         assert name in md
@@ -72,9 +72,9 @@ def tiny_backend(tmp_path_factory):
 def test_every_suite_with_tiny_gemma(tiny_backend, tmp_path):
     """Random weights: the numbers mean nothing, but every model metric is computed and graded."""
     report = run_eval(suites=["medagentbench", "chartqa", "literature"], backend=tiny_backend,
-                      backend_name="transformers", model="tiny-gemma3", limit=2)
+                      backend_name="transformers", model="tiny-gemma3", limit=1, corpus=SAMPLE)
     mab = report["suites"]["medagentbench"]
-    assert mab["metrics"]["graded"] == 2 and all(isinstance(r["correct"], bool) for r in mab["items"])
+    assert mab["metrics"]["graded"] == 1 and all(isinstance(r["correct"], bool) for r in mab["items"])
     qa = report["suites"]["chartqa"]["metrics"]
     for k in ("answer_accuracy", "abstention_accuracy", "evidence_recall"):
         assert k in qa

@@ -28,12 +28,16 @@ def default_corpus() -> str:
 
 
 def load_items(corpus: str | Path) -> list[dict[str, Any]]:
-    raw = json.loads(Path(corpus).read_text("utf-8"))
+    text = Path(corpus).read_text("utf-8")
+    if str(corpus).endswith(".jsonl"):
+        raw = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        raw = json.loads(text)
     rows = raw.items() if isinstance(raw, dict) else ((str(r.get("pmid")), r) for r in raw)
     out = []
     for pmid, v in rows:
-        out.append({"pmid": str(pmid), "question": v.get("QUESTION") or v.get("question") or "",
-                    "decision": (v.get("final_decision") or v.get("decision") or "").lower()})
+        out.append({"pmid": str(pmid), "question": v.get("QUESTION") or v.get("question") or v.get("title") or "",
+                    "decision": (v.get("final_decision") or v.get("decision") or v.get("answer") or "").lower()})
     return out
 
 
