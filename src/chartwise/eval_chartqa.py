@@ -60,7 +60,8 @@ def supporting_keys(keys: list[str], item: dict[str, Any], patient: Any) -> list
 
 
 def run_items(items: list[dict[str, Any]], records_for: Callable[[dict[str, Any]], Any], *,
-              backend: Any = None, budget: int = 4000) -> list[dict[str, Any]]:
+              backend: Any = None, budget: int = 4000,
+              agent_settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Grade every item. ``records_for(item)`` gives the RecordSet holding the item's patient.
     ``backend``: None for the no-model metrics only, else a model backend run through the agent."""
     from chartwise.agent.toolbox import make_toolbox
@@ -84,7 +85,7 @@ def run_items(items: list[dict[str, Any]], records_for: Callable[[dict[str, Any]
             from chartwise.agent import ask
 
             res = ask(item["question"], records, patient=item["patient"], backend=backend,
-                      settings={"evidence_tokens": budget})
+                      settings={"evidence_tokens": budget, **(agent_settings or {})})
             answer = res.get("answer") or ""
             cited = [c["key"] for c in res.get("citations") or [] if c.get("verified", True)] or g.keys_in(answer)
             graded = g.grade_answer(answer, item["answer"])

@@ -48,7 +48,8 @@ def _search(query: str, k: int, corpus: str) -> list[str]:
     return [e["key"] for e in box.call("search_literature", {"query": query, "limit": k})]
 
 
-def run_items(items: list[dict[str, Any]], corpus: str, *, k: int = 5, backend: Any = None) -> list[dict[str, Any]]:
+def run_items(items: list[dict[str, Any]], corpus: str, *, k: int = 5, backend: Any = None,
+              agent_settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     out = []
     for it in items:
         t0 = time.perf_counter()
@@ -60,7 +61,7 @@ def run_items(items: list[dict[str, Any]], corpus: str, *, k: int = 5, backend: 
             from chartwise.agent import literature
 
             res = literature(it["question"] + " Begin your answer with 'Answer: yes', 'Answer: no' or 'Answer: maybe'.",
-                             backend=backend, corpus=corpus)
+                             backend=backend, corpus=corpus, settings=agent_settings)
             answer = res.get("answer") or ""
             pred = g.pubmedqa_decision(answer)
             row.update({"answer": answer, "decision": pred, "correct": pred == it["decision"],

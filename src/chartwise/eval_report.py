@@ -74,7 +74,7 @@ def machine() -> dict[str, Any]:
 
 
 def run_medagentbench(*, data: Path, tasks_file: str | None, fhir: str | None, limit: int | None,
-                      backend: Any) -> dict[str, Any]:
+                      backend: Any, agent_settings: dict[str, Any] | None = None) -> dict[str, Any]:
     from chartwise.fhir.store import load
 
     spec_path = Path(tasks_file) if tasks_file else data_file("medagentbench_synthea.json")
@@ -91,13 +91,13 @@ def run_medagentbench(*, data: Path, tasks_file: str | None, fhir: str | None, l
     load_s = time.perf_counter() - t0
     answer = None
     if backend is not None:
-        answer = _model_answer(backend)
+        answer = _model_answer(backend, agent_settings)
     results = eval_medagentbench.run_tasks(tasks, records, answer=answer)
     return {"tasks_file": str(spec_path), "source": source, "load_seconds": round(load_s, 2),
             "metrics": eval_medagentbench.summarize(results), "items": [asdict(r) for r in results]}
 
 
-def _model_answer(backend: Any):
+def _model_answer(backend: Any, agent_settings: dict[str, Any] | None = None):
     def answer(task: dict[str, Any], records: Any):
         from chartwise.agent import ask
 
@@ -109,7 +109,7 @@ def _model_answer(backend: Any):
         elif len(records.patient_keys()) == 1:
             patient = records.patient_keys()[0].split("/", 1)[1]
         res = ask(eval_medagentbench.model_question(task), records, patient=patient or records.patient_keys()[0],
-                  backend=backend)
+                  backend=backend, settings=agent_settings)
         text = res.get("answer") or ""
         payload = eval_medagentbench.finish_payload(text)
         return (payload if payload is not None else json.dumps([text.strip()[:200]])), \
@@ -117,7 +117,8 @@ def _model_answer(backend: Any):
     return answer
 
 
-def run_chartqa(*, data: Path, items_file: str | None, limit: int | None, backend: Any, budget: int) -> dict[str, Any]:
+def run_chartqa(*, data: Path, items_file: str | None, limit: int | None, backend: Any, budget: int,
+                agent_settings: dict[str, Any] | None = None) -> dict[str, Any]:
     from chartwise.fhir.store import load
 
     path = Path(items_file) if items_file else data_file("chartqa.json")
@@ -135,23 +136,26 @@ def run_chartqa(*, data: Path, items_file: str | None, limit: int | None, backen
     for it in items:
         records_for(it)
     load_s = time.perf_counter() - t0
-    rows = eval_chartqa.run_items(items, records_for, backend=backend, budget=budget)
+    rows = eval_chartqa.run_items(items, records_for, backend=backend, budget=budget, agent_settings=agent_settings)
     return {"items_file": str(path), "sources": sorted(cache), "load_seconds": round(load_s, 2),
             "metrics": eval_chartqa.summarize(rows), "items": rows}
 
 
-def run_literature(*, corpus: str | None, limit: int | None, backend: Any, k: int = 5) -> dict[str, Any]:
+def run_literature(*, corpus: str | None, limit: int | None, backend: Any, k: int = 5,
+                   agent_settings: dict[str, Any] | None = None) -> dict[str, Any]:
     corpus = corpus or eval_literature.default_corpus()
     items = eval_literature.load_items(corpus)
     if limit is not None:
         items = items[:limit]
-    rows = eval_literature.run_items(items, corpus, k=k, backend=backend)
+    rows = eval_literature.run_items(items, corpus, k=k, backend=backend, agent_settings=agent_settings)
     return {"corpus": corpus, "metrics": eval_literature.summarize(rows, k), "items": rows}
 
 
 def run_eval(*, suites: list[str], backend: Any = None, backend_name: str = "none", model: str | None = None,
              limit: int | None = None, data: str | None = None, fhir: str | None = None, tasks: str | None = None,
-             chartqa: str | None = None, corpus: str | None = None, budget: int = 4000, k: int = 5) -> dict[str, Any]:
+             chartqa: str | None = None, corpus: str | None = None, budget: int = 4000, k: int = 5,
+             agent_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the named suites; ``agent_settings`` (AgentSettings fields) go to every agent call."""
     root = Path(data or DEFAULT_DATA)
     report: dict[str, Any] = {
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -161,11 +165,13 @@ def run_eval(*, suites: list[str], backend: Any = None, backend_name: str = "non
     for s in suites:
         t0 = time.perf_counter()
         if s == "medagentbench":
-            out = run_medagentbench(data=root, tasks_file=tasks, fhir=fhir, limit=limit, backend=backend)
+            out = run_medagentbench(data=root, tasks_file=tasks, fhir=fhir, limit=limit, backend=backend,
+                                    agent_settings=agent_settings)
         elif s == "chartqa":
-            out = run_chartqa(data=root, items_file=chartqa, limit=limit, backend=backend, budget=budget)
+            out = run_chartqa(data=root, items_file=chartqa, limit=limit, backend=backend, budget=budget,
+                              agent_settings=agent_settings)
         elif s == "literature":
-            out = run_literature(corpus=corpus, limit=limit, backend=backend, k=k)
+            out = run_literature(corpus=corpus, limit=limit, backend=backend, k=k, agent_settings=agent_settings)
         else:
             raise ValueError(f"unknown suite {s!r}; choose from {', '.join(SUITES)}")
         out["seconds"] = round(time.perf_counter() - t0, 2)
