@@ -43,6 +43,14 @@ def load_model(model: str, device: str = "cpu") -> Any:
         if key not in _MODELS:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            try:
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.set_verbosity_error()
+                hf_logging.disable_progress_bar()
+            except Exception:  # noqa: BLE001
+                pass
             from sentence_transformers import SentenceTransformer
 
             path = resolve_model_path(model)

@@ -109,9 +109,9 @@ def build_evidence(question: str, patient: PatientRecord, budget: int = DEFAULT_
                     cands.fact(f, 8.0, compact=True)
 
     concepts: list[Concept] = []
-    hits = idx.search_concepts(phrase, k=12, categories=cats, vector=vec)
+    hits = idx.search_concepts(phrase, k=12, categories=cats, vector=vec, vocab_text=a.vocab_text)
     if not hits and cats:
-        hits = idx.search_concepts(phrase, k=12, vector=vec)
+        hits = idx.search_concepts(phrase, k=12, vector=vec, vocab_text=a.vocab_text)
     grouped = [h for h in hits if h.group_match]
     if grouped:
         best = max(len(h.group_match or "") for h in grouped)
@@ -121,7 +121,7 @@ def build_evidence(question: str, patient: PatientRecord, budget: int = DEFAULT_
         concepts = [h.concept for h in hits[:2]]
         extra = [h.concept for h in hits[2:3]]
     # a category cue with no concept words: the category itself ("last vaccine", "latest visit")
-    if not a.concept_text.strip() or (cats and not hits):
+    if not a.concept_text.strip() or a.generic or (cats and not hits):
         by_cat = [c for c in idx.concepts if cats and c.category in cats]
         if by_cat:
             concepts = sorted(by_cat, key=lambda c: max((f.day or "") for f in c.facts), reverse=True)[:6]

@@ -33,6 +33,7 @@ from .embedding import SentenceTransformerEmbedding
 from .vocabulary import Group, groups_for_display, groups_in_text, words
 
 log = logging.getLogger(__name__)
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 #: Note chunks aim at this many characters (sentences are never split unless longer than this).
 CHUNK_CHARS = 360
@@ -384,7 +385,7 @@ class PatientIndex:
 
     # -- search
     def search_concepts(self, query: str, k: int = 8, categories: list[str] | None = None,
-                        vector: np.ndarray | None = None) -> list[ConceptHit]:
+                        vector: np.ndarray | None = None, vocab_text: str | None = None) -> list[ConceptHit]:
         """Concepts for a clinician's words: vocabulary matches first, then BM25 + dense fused by RRF."""
         pool = [c for c in self.concepts if not categories or c.category in categories]
         if not pool or not query.strip():
@@ -399,7 +400,7 @@ class PatientIndex:
         dense = [i for i, _ in self.store.dense("concepts", vec, where, min(k * 3, len(pool)))]
         fused = rrf(lex, dense)
         # vocabulary: a concept in a group the question names outranks any fused score
-        matched = groups_in_text(query)
+        matched = groups_in_text(vocab_text or query)
         phrase_of = {id(g): p for g, p in matched}
         hits = []
         for cid in allowed:

@@ -45,6 +45,8 @@ class QuestionAnalysis(BaseModel):
     at_date: date | None = None
     date_text: list[str] = Field(default_factory=list)
     concept_text: str = ""
+    vocab_text: str = Field(default="", description="the question without its date phrases (for vocabulary matching)")
+    generic: bool = Field(default=False, description="the concept words only name a category ('last vaccine')")
     now: date | None = None
 
     @property
@@ -265,6 +267,11 @@ def analyze(question: str, now: date | None = None) -> QuestionAnalysis:
     cue_words = re.sub(r"[^\w/+&.-]+", " ", scrub)
     kept = [w for w in cue_words.split() if w.lower().strip(".") not in _STOP and not re.fullmatch(r"[\d.,/-]+", w)]
     out.concept_text = " ".join(kept).strip(" .?!,")
+    out.vocab_text = " ".join(scrub.split())
+    rest = out.concept_text
+    for _, pat in _CATEGORY_CUES:
+        rest = pat.sub(" ", rest)
+    out.generic = bool(out.categories) and not rest.strip(" .?!,")
     return out
 
 

@@ -188,7 +188,7 @@ GROUPS: tuple[Group, ...] = (
     _g("verapamil", "calan|isoptin", kind="medication"),
     _g("diltiazem", "cardizem", kind="medication"),
     # ---- conditions
-    _g("diabetes mellitus", "dm|t2dm|dm2|type 2 diabetes|type ii diabetes|diabetic|sugar diabetes|niddm|iddm|t1dm|diabetes", kind="condition"),
+    _g("diabetes mellitus|diabetes", "dm|t2dm|dm2|type 2 diabetes|type ii diabetes|diabetic|sugar diabetes|niddm|iddm|t1dm|diabetes", kind="condition"),
     _g("prediabetes", "pre-diabetes|impaired fasting glucose|borderline diabetes", kind="condition"),
     _g("hypertension", "htn|high blood pressure|hypertensive|elevated bp", kind="condition"),
     _g("hyperlipidemia|hypercholesterolemia|dyslipidemia", "hld|high cholesterol|lipids|hypertriglyceridemia", kind="condition"),
@@ -351,7 +351,15 @@ def groups_for_display(display: str, codes: list[str]) -> list[Group]:
             continue
         if any(_contains(norm, n) for n in group.names):
             out.append(group)
+        elif any(len(a) >= 4 and _ALIAS_USES.get(a, 0) == 1 and _contains(norm, a) for a in group.aliases):
+            out.append(group)  # a brand or specific name written in the record ("Lipitor 20 MG")
     return out
+
+
+_ALIAS_USES: dict[str, int] = {}
+for _group in GROUPS:
+    for _alias in _group.aliases:
+        _ALIAS_USES[_alias] = _ALIAS_USES.get(_alias, 0) + 1
 
 
 def words(text: str) -> list[str]:
