@@ -36,16 +36,42 @@ def _context(source: Any = None, *, backend: Any = _DEFAULT, settings: AgentSett
     return AgentContext(backend=backend, records=records, settings=settings or AgentSettings(), corpus=corpus)
 
 
+def _audit_log(audit: Any) -> Any:
+    from chartwise.audit import AuditLog
+
+    if isinstance(audit, AuditLog):
+        return audit
+    if audit is False:
+        return AuditLog(None)
+    if audit is None or audit is True:
+        return AuditLog.default()
+    return AuditLog(audit)
+
+
 def events(question: str, source: Any = None, *, task: str | None = None, patient: str | None = None,
            images: list[str] | None = None, thread: str | None = None, backend: Any = _DEFAULT,
            settings: AgentSettings | dict | None = None, corpus: str | None = None, checkpoints: str | None = None,
-           context: AgentContext | None = None) -> Iterator[dict[str, Any]]:
+           context: AgentContext | None = None, audit: Any = None, user: str | None = None,
+           client: str | None = None) -> Iterator[dict[str, Any]]:
     """Run the graph and yield its events as they happen; the last event is ``{"type": "result"}``.
 
     ``thread`` continues a conversation (checkpoints in SQLite, or PostgreSQL via ``checkpoints`` /
-    ``CHARTWISE_POSTGRES_DSN``); without it the run is not persisted.
+    ``CHARTWISE_POSTGRES_DSN``); without it the run is not persisted.  Each run writes one audit entry
+    (``audit``: an ``AuditLog``, a path, ``False`` for none; default ``AuditLog.default()``, i.e.
+    ``CHARTWISE_AUDIT_LOG``): task, patient, the evidence keys read and the keys cited.  With a remote
+    backend (or ``CHARTWISE_DEID=on``) prompts are de-identified and replies re-identified.
     """
     ctx = context or _context(source, backend=backend, settings=settings, corpus=corpus)
+    log = _audit_log(audit)
+    with log.request(task or "auto", patient=patient, user=user, client=client, question=question,
+                     backend=getattr(ctx.backend, "name", None) or "none", remote=ctx.remote,
+                     deidentified=ctx.deidentifying()) as req:
+        yield from _events(ctx, req, question, task=task, patient=patient, images=images, thread=thread,
+                           checkpoints=checkpoints)
+
+
+def _events(ctx: AgentContext, req: Any, question: str, *, task: str | None, patient: str | None,
+            images: list[str] | None, thread: str | None, checkpoints: str | None) -> Iterator[dict[str, Any]]:
     request = {"question": question, "task": task, "patient": patient, "images": [str(i) for i in images or []]}
     config = {"configurable": {"thread_id": thread or f"once-{uuid.uuid4().hex}"},
               "max_concurrency": ctx.settings.max_parallel, "recursion_limit": 60}
@@ -62,6 +88,11 @@ def events(question: str, source: Any = None, *, task: str | None = None, patien
         for k in ("task", "answer", "citations", "unsupported", "notices", "model", "usage", "sections", "evidence"):
             if k in state:
                 final[k] = state[k]
+        rec = ctx.patient_record(state.get("patient")) if ctx.records is not None and state.get("patient") else None
+        req.set(task=state.get("task") or req.entry.task,
+                patient=getattr(rec, "patient_key", None) or state.get("patient") or req.entry.patient)
+        req.read(list((state.get("evidence") or {}).keys()))
+        req.cited([c["key"] for c in state.get("citations") or []])
         yield {"type": "result", "result": result_of(final)}
 
     if thread:
@@ -73,9 +104,12 @@ def events(question: str, source: Any = None, *, task: str | None = None, patien
 
 
 def result_of(state: dict[str, Any]) -> dict[str, Any]:
-    """The public result: the ``ask --json`` shape plus task, notices, usage, sections, evidence."""
+    """The public result: the ``ask --json`` shape plus task, notices, usage, sections, evidence, and
+    ``notice`` (the safety notice: not a medical device, clinician review required)."""
+    from .safety import add_notice
+
     usage = state.get("usage") or {}
-    return {
+    return add_notice({
         "answer": state.get("answer", ""),
         "citations": state.get("citations", []),
         "unsupported": state.get("unsupported", []),
@@ -87,7 +121,7 @@ def result_of(state: dict[str, Any]) -> dict[str, Any]:
         "usage": usage,
         "sections": state.get("sections", []),
         "evidence": list((state.get("evidence") or {}).values()),
-    }
+    })
 
 
 def _run(question: str, source: Any = None, **kw: Any) -> dict[str, Any]:

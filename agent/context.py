@@ -37,7 +37,52 @@ class AgentContext:
     records: Any = None                       # RecordSet | None
     settings: AgentSettings = field(default_factory=AgentSettings)
     corpus: str | None = None
+    deid: Any = None                          # DeidSettings | None (None: from CHARTWISE_DEID*)
     _toolboxes: dict[tuple[str | None, bool], Toolbox] = field(default_factory=dict)
+    _deidentifiers: dict[str | None, Any] = field(default_factory=dict)
+    _guards: dict[tuple[str | None, bool], Any] = field(default_factory=dict)
+
+    @property
+    def remote(self) -> bool:
+        """Whether prompts leave the machine (OpenAI-compatible / Vertex backends)."""
+        from .remote import is_remote
+        return is_remote(self.backend)
+
+    def deid_settings(self) -> Any:
+        if self.deid is None:
+            from chartwise.fhir.deid import DeidSettings
+            self.deid = DeidSettings.from_env()
+        return self.deid
+
+    def deidentifying(self) -> bool:
+        """De-identification is on for this run (remote backend, or opted in for a local one)."""
+        return self.backend is not None and self.records is not None and self.deid_settings().active(self.remote)
+
+    def llm(self, patient: str | None) -> Any:
+        """The backend the nodes call: wrapped in de-identification when the policy says so."""
+        if self.backend is None or not self.deidentifying():
+            return self.backend
+        if patient not in self._deidentifiers:
+            rec = self.patient_record(patient)
+            if rec is None or not isinstance(getattr(rec, "patient", None), dict):
+                return self.backend
+            from chartwise.fhir.deid import Deidentifier
+
+            from .remote import DeidBackend
+            texts = [f"{f.line}\n{f.text or ''}" for f in getattr(rec, "facts", None) or []]
+            self._deidentifiers[patient] = DeidBackend(self.backend, Deidentifier.for_record(rec, self.deid_settings()),
+                                                       texts)
+        return self._deidentifiers[patient]
+
+    def guard(self, patient: str | None, literature: bool) -> Any:
+        """The plan guard for this patient (tool calls only from the question)."""
+        key = (patient, literature)
+        if key not in self._guards:
+            from .guard import PlanGuard
+            box = self.toolbox(patient, literature)
+            self._guards[key] = PlanGuard(self.patient_record(patient) if self.records is not None else None,
+                                          [s.name for s in box.specs()])
+        return self._guards[key]
 
     @property
     def model_name(self) -> str:

@@ -8,10 +8,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from .safety import data_block, sanitize_data
 from .state import EvidenceItem
-
-DATA_OPEN = "<<<RECORD"
-DATA_CLOSE = "RECORD>>>"
 
 
 def estimate(text: str) -> int:
@@ -57,20 +55,78 @@ def as_items(objs: Any, source: str = "") -> list[EvidenceItem]:
 
 
 def sanitize(text: str) -> str:
-    """Free text inside a data block cannot close the block or open a new one."""
-    return text.replace(DATA_CLOSE, "RECORD>").replace(DATA_OPEN, "<RECORD")
+    """Free text defanged for a prompt (same length: spans stay valid); see ``safety.sanitize_data``."""
+    return sanitize_data(text or "")
+
+
+def _line_text(item: EvidenceItem) -> str:
+    date = item.get("date")
+    text = " ".join((item.get("text") or "").split())
+    return f"{date + ' ' if date and not text.startswith(str(date)[:10]) else ''}{text}"
 
 
 def render_item(item: EvidenceItem) -> str:
-    date = item.get("date")
-    text = " ".join(sanitize(item.get("text", "")).split())
-    return f"[{item['key']}] {date + ' ' if date and not text.startswith(str(date)[:10]) else ''}{text}"
+    """One evidence line: ``[key] date text`` (the date once, even when the text starts with it)."""
+    return f"[{item['key']}] {_line_text(item)}"
+
+
+_FREE_TEXT_PREFIXES = ("DocumentReference/", "PMID:", "DiagnosticReport/", "Media/", "file:")
+
+
+def is_free_text(item: EvidenceItem) -> bool:
+    """Notes, report text, papers and model-written partials: text a record author (or anyone) wrote freely."""
+    key = item.get("key", "")
+    return ("#" in key or key.startswith(_FREE_TEXT_PREFIXES) or "\n" in (item.get("text") or "")
+            or item.get("source") in ("partial", "search_notes"))
+
+
+def _kind(item: EvidenceItem) -> str:
+    key = item.get("key", "")
+    if key.startswith("PMID:"):
+        return "paper"
+    if key.startswith(("DocumentReference/", "DiagnosticReport/")):
+        return "note"
+    if key.startswith(("Media/", "file:")):
+        return "image"
+    return "record"
 
 
 def render_block(items: Iterable[EvidenceItem], label: str = "evidence") -> str:
-    """Evidence inside delimiters: the prompt tells the model this is data, never instructions."""
-    body = "\n".join(render_item(i) for i in items)
-    return f"{DATA_OPEN} {label}\n{body}\n{DATA_CLOSE}"
+    """Evidence inside the shared data blocks (``chartwise.agent.safety``), which the system prompt
+    declares data, never instructions.  Coded facts share one block of ``[key] date text`` lines;
+    every free-text item (note, report, paper, partial summary) gets its own block whose key is its
+    citation key and whose body is its text sanitized in place (same length, so note spans stay valid)."""
+    items = list(items)
+    facts = [i for i in items if not is_free_text(i)]
+    parts: list[str] = []
+    if facts:
+        parts.append(data_block("\n".join(render_item(i) for i in facts), key=re.sub(r"\W+", "-", label).strip("-") or "evidence",
+                                kind="facts", title=label))
+    fact_ids = {id(i) for i in facts}
+    for it in items:
+        if id(it) not in fact_ids:
+            parts.append(data_block(it.get("text") or "", key=it["key"], kind=_kind(it),
+                                    title=str(it["date"])[:10] if it.get("date") else None))
+    return "\n".join(parts) if parts else data_block("(no evidence)", key="evidence", kind="facts")
+
+
+def render_texts(entries: Iterable[tuple[str, str]], *, kind: str = "summary") -> str:
+    """Model-written partial summaries (label, text) as data blocks for a later prompt."""
+    return "\n".join(data_block(text, key=re.sub(r"[^A-Za-z0-9.\-]+", "-", label).strip("-") or "part", kind=kind,
+                                 title=label) for label, text in entries)
+
+
+def plan_view(items: Iterable[EvidenceItem], limit: int = 40) -> str:
+    """What the planner sees of the gathered evidence: keys, dates and coded one-liners only.
+    Free text (notes, papers, partials) is shown by key and date alone, so no record text that anyone
+    could have written reaches the turn in which the model chooses tools."""
+    lines = []
+    for it in list(items)[:limit]:
+        if is_free_text(it):
+            lines.append(f"[{it['key']}] {it.get('date') or ''} ({_kind(it)} text withheld from planning)".replace("  ", " "))
+        else:
+            lines.append(f"[{it['key']}] {compact(sanitize(_line_text(it)), 80)}")
+    return "\n".join(lines)
 
 
 def tokens_of(items: Iterable[EvidenceItem]) -> int:

@@ -7,6 +7,7 @@ only, never record text.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,13 @@ from chartwise.agent.models.toolcalls import _balanced_objects, parse_tool_reply
 from chartwise.prompts import render
 
 from . import evidence as ev
+from .guard import echo_filter
+from .safety import DATA_INSTRUCTION
 from .context import AgentContext, default_context
 from .state import RESET, AgentState, ChunkTask, EvidenceItem, ToolTask, usage_of
 from .verifier import citations_in, verify
+
+log = logging.getLogger("chartwise.agent")
 
 _IMAGING_RE = re.compile(r"\b(x-?ray|radiograph|film|ct|mri|scan|imaging|image|ultrasound|cxr|chest film)\b", re.I)
 _LIT_RE = re.compile(r"\b(evidence|literature|studies|study|trials?|papers?|pubmed|pmid|guidelines?|meta-analys\w*)\b", re.I)
@@ -38,6 +43,7 @@ def _ctx(runtime: Runtime | None) -> AgentContext:
 
 
 def _emit(event: dict[str, Any]) -> None:
+    log.debug("agent %s", " ".join(f"{k}={v}" for k, v in event.items()))  # names, keys and counts only
     try:
         get_stream_writer()(event)
     except Exception:  # noqa: BLE001 - outside a streamed run there is no writer
@@ -45,16 +51,21 @@ def _emit(event: dict[str, Any]) -> None:
 
 
 def _generate(ctx: AgentContext, messages: list[Message], max_new: int, images: list[Any] | None = None,
-              step: str = "") -> tuple[str, dict[str, int]]:
+              step: str = "", patient: str | None = None) -> tuple[str, dict[str, int]]:
     prompt_tokens = ctx.count(messages)
     _emit({"event": "llm", "step": step, "prompt_tokens": prompt_tokens})
-    gen = ctx.backend.generate(messages, images=images or None, max_new_tokens=max_new, temperature=0.0)
+    gen = ctx.llm(patient).generate(messages, images=images or None, max_new_tokens=max_new, temperature=0.0)
     usage = usage_of(gen.usage.prompt_tokens or prompt_tokens, gen.usage.completion_tokens)
     return gen.text.strip(), usage
 
 
+def system_prompt() -> str:
+    """The system prompt, with the shared data-block instruction (``safety.DATA_INSTRUCTION``)."""
+    return render("agent_system", data_instruction=DATA_INSTRUCTION)
+
+
 def _system() -> Message:
-    return Message(role="system", content=render("agent_system"))
+    return Message(role="system", content=system_prompt())
 
 
 def classify(question: str, has_patient: bool) -> str:
@@ -100,7 +111,7 @@ def route(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     _emit({"event": "route", "task": task, "images": len(images)})
     return {"task": task, "patient": patient, "request": {**req, "question": question, "task": task},
             "evidence": {RESET: True, **carried, **image_items}, "tool_log": [RESET], "partials": [RESET],
-            "unsupported": [RESET], "notices": [RESET, *notices], "errors": [RESET], "usage": {RESET: True},
+            "unsupported": [RESET], "notices": [RESET, *notices], "errors": [RESET], "refused": [RESET], "usage": {RESET: True},
             "plan": [], "plan_round": 0, "draft": "", "repaired": False, "images": images, "sections": [],
             "model": ctx.model_name, "verified": {}}
 
@@ -181,7 +192,7 @@ def plan(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     if not specs:
         return update
     have = {**(state.get("evidence") or {}), **seeded}
-    gathered = "\n".join(f"[{k}] {ev.compact(v.get('text', ''), 80)}" for k, v in list(have.items())[:40])
+    gathered = ev.plan_view(have.values())  # keys and coded lines only: no note text in the planning turn
     failures = [f"{t['tool']} ({t.get('error') or 'no results'})" for t in state.get("tool_log") or []
                 if t.get("error") or not t.get("items")]
     prompt = render("agent_plan", task=task, question=question,
@@ -190,7 +201,7 @@ def plan(state: AgentState, runtime: Runtime) -> dict[str, Any]:
                     max_calls=s.max_calls_per_round)
     msgs = [_system(), Message(role="user", content=prompt)]
     _emit({"event": "llm", "step": "plan", "prompt_tokens": ctx.count(msgs)})
-    result = request_tool_call(ctx.backend, msgs, specs, max_new_tokens=s.plan_tokens, repair_rounds=1)
+    result = request_tool_call(ctx.llm(patient), msgs, specs, max_new_tokens=s.plan_tokens, repair_rounds=1)
     usage: dict[str, Any] = {}
     for g in result.generations:
         u = usage_of(g.usage.prompt_tokens, g.usage.completion_tokens)
@@ -200,6 +211,10 @@ def plan(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     calls: list[dict[str, Any]] = []
     if isinstance(result.outcome, ToolCall):
         calls.append({"tool": result.outcome.tool, "arguments": result.outcome.arguments.model_dump(mode="json")})
+    elif isinstance(result.outcome, ToolCallFailure):
+        update["errors"] = [*update.get("errors", []), f"plan: {result.outcome.reason}"]
+    if not isinstance(result.outcome, FinalAnswer):
+        # every valid call object of the reply (an invalid first object does not hide the others)
         raw = result.generations[-1].text if result.generations else ""
         for obj in _balanced_objects(raw):
             extra = parse_tool_reply(obj, specs, allow_final=False)
@@ -207,9 +222,18 @@ def plan(state: AgentState, runtime: Runtime) -> dict[str, Any]:
                 c = {"tool": extra.tool, "arguments": extra.arguments.model_dump(mode="json")}
                 if c not in calls:
                     calls.append(c)
-    elif isinstance(result.outcome, ToolCallFailure):
-        update["errors"] = [*update.get("errors", []), f"plan: {result.outcome.reason}"]
-    update["plan"] = calls[: s.max_calls_per_round]
+    guard = ctx.guard(patient, task == "literature")
+    accepted, refused = [], []
+    for c in calls:
+        why = guard.check(c, question=question, manifest=state.get("manifest"), evidence=have.values())
+        if why is None:
+            accepted.append(c)
+        else:
+            refused.append({"tool": c["tool"], "round": rnd + 1, "reason": why})
+            _emit({"event": "tool_refused", "tool": c["tool"], "reason": why})
+    if refused:
+        update["refused"] = refused
+    update["plan"] = accepted[: s.max_calls_per_round]
     _emit({"event": "plan", "round": rnd + 1, "calls": [c["tool"] for c in update["plan"]]})
     return update
 
@@ -246,7 +270,7 @@ def check(state: AgentState, runtime: Runtime) -> dict[str, Any]:
 def _answer_overhead(ctx: AgentContext, state: AgentState) -> int:
     q = state["request"]["question"]
     hist = state.get("history") or []
-    return ctx.count(render("agent_system")) + ev.estimate(q) + sum(ev.estimate(h.get("answer", "")) + 20 for h in hist[-3:]) + 200
+    return ctx.count(system_prompt()) + ev.estimate(q) + sum(ev.estimate(h.get("answer", "")) + 20 for h in hist[-3:]) + 200
 
 
 def evidence_room(ctx: AgentContext, state: AgentState) -> int:
@@ -283,7 +307,7 @@ def after_check(state: AgentState, runtime: Runtime) -> Any:
 
 def _chunk_room(ctx: AgentContext, state: AgentState) -> int:
     s = ctx.settings
-    overhead = ctx.count(render("agent_system")) + ev.estimate(state["request"]["question"]) + 200
+    overhead = ctx.count(system_prompt()) + ev.estimate(state["request"]["question"]) + 200
     return max(200, ctx.prompt_budget() - s.summary_tokens - overhead)
 
 
@@ -293,7 +317,7 @@ def _sends(windows: list[list[EvidenceItem]], level: int, state: AgentState,
     for i, w in enumerate(windows):
         reg = registry if registry is not None else {x["key"]: x for x in w}
         cited = {k: reg[k] for x in w for k in ([x["key"]] if x["key"] in reg else citations_in(x.get("text", ""))) if k in reg}
-        out.append(Send("summarize_chunk", ChunkTask(level=level, index=i, window=ev.window_label(w), items=w,
+        out.append(Send("summarize_chunk", ChunkTask(level=level, index=i, window=ev.window_label(w), items=w, patient=state.get("patient"),
                                                      task=state["task"], question=state["request"]["question"],
                                                      registry=cited or {x["key"]: x for x in w})))
     return out
@@ -306,8 +330,10 @@ def summarize_chunk(task: ChunkTask, runtime: Runtime) -> dict[str, Any]:
     block = ev.render_block(task["items"], label=f"window {task['window']}")
     prompt = render("agent_summarize", block=block, task=task["task"], question=task["question"], window=task["window"])
     msgs = [_system(), Message(role="user", content=prompt)]
-    text, usage = _generate(ctx, msgs, s.summary_tokens, step=f"summarize L{task['level']}#{task['index']}")
-    v = verify(text, task.get("registry") or {i["key"]: i for i in task["items"]})
+    text, usage = _generate(ctx, msgs, s.summary_tokens, step=f"summarize L{task['level']}#{task['index']}",
+                            patient=task.get("patient"))
+    reg = task.get("registry") or {i["key"]: i for i in task["items"]}
+    v = verify(text, reg, reject=echo_filter(reg))
     _emit({"event": "summarize", "level": task["level"], "index": task["index"], "supported": v.supported})
     partial = {"level": task["level"], "index": task["index"], "window": task["window"], "text": v.answer,
                "tokens": ev.estimate(v.answer), "unsupported": v.unsupported}
@@ -392,14 +418,12 @@ def answer(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     images = state.get("images") or []
     if task == "summary":
         overview = _fit(ev.by_date(i for i in evidence.values() if i.get("source") == "timeline:overview"), room // 2)
-        periods = "\n".join([ev.DATA_OPEN + " period narratives (their citations are in brackets)",
-                              *[f"Period {p['window']}: {ev.sanitize(p['text'])}" for p in partials], ev.DATA_CLOSE]) if partials else ""
+        periods = ev.render_texts([(f"Period {p['window']}", p["text"]) for p in partials], kind="period") if partials else ""
         prompt = render("agent_chart_summary", overview=ev.render_block(overview, "chart overview"), periods=periods)
         max_new = s.answer_tokens
     else:
         if partials:
-            block = "\n".join([ev.DATA_OPEN + " summaries of the evidence (their citations are in brackets)",
-                               *[f"{p['window']}: {ev.sanitize(p['text'])}" for p in partials], ev.DATA_CLOSE])
+            block = ev.render_texts([(p["window"], p["text"]) for p in partials], kind="summary")
         else:
             items = ev.by_date(evidence.values())
             block = ev.render_block(_fit(items, room), "evidence")
@@ -409,7 +433,8 @@ def answer(state: AgentState, runtime: Runtime) -> dict[str, Any]:
                         images=", ".join(i["key"] for i in images))
         max_new = s.answer_tokens
     msgs = [_system(), Message(role="user", content=prompt)]
-    text, usage = _generate(ctx, msgs, max_new, images=_load_images(ctx, state) if images else None, step="answer")
+    text, usage = _generate(ctx, msgs, max_new, images=_load_images(ctx, state) if images else None, step="answer",
+                            patient=state.get("patient"))
     _emit({"event": "answer", "mode": "model"})
     return {"draft": text, "usage": usage}
 
@@ -417,7 +442,7 @@ def answer(state: AgentState, runtime: Runtime) -> dict[str, Any]:
 # -- verify / repair -------------------------------------------------------------------------------
 def verify_node(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     registry = state.get("evidence") or {}
-    v = verify(state.get("draft") or "", registry)
+    v = verify(state.get("draft") or "", registry, reject=echo_filter(registry))
     prev = state.get("verified") or {}
     cur = {"answer": v.answer, "supported": v.supported, "citations": v.citations, "unsupported": v.unsupported}
     if prev and prev.get("supported", 0) > v.supported:
@@ -447,7 +472,7 @@ def repair(state: AgentState, runtime: Runtime) -> dict[str, Any]:
                     draft=state.get("draft", ""), unsupported=state["verified"]["unsupported"][:12],
                     question=state["request"]["question"])
     msgs = [_system(), Message(role="user", content=prompt)]
-    text, usage = _generate(ctx, msgs, ctx.settings.answer_tokens, step="repair")
+    text, usage = _generate(ctx, msgs, ctx.settings.answer_tokens, step="repair", patient=state.get("patient"))
     return {"draft": text, "repaired": True, "usage": usage}
 
 

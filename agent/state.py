@@ -127,6 +127,7 @@ class AgentState(TypedDict, total=False):
     plan_round: int
     evidence: Annotated[dict[str, EvidenceItem], merge_evidence]
     tool_log: Annotated[list[ToolCallRecord], append_or_reset]
+    refused: Annotated[list[dict[str, Any]], append_or_reset]   # planned calls the plan guard refused
     partials: Annotated[list[Partial], append_or_reset]
     summary_level: int
     draft: str
@@ -160,3 +161,4 @@ class ChunkTask(TypedDict):
     task: Task
     question: str
     registry: dict[str, EvidenceItem]
+    patient: str | None

@@ -282,9 +282,10 @@ class Verification:
     unsupported: list[dict[str, Any]]
 
 
-def verify(text: str, registry: dict[str, dict[str, Any]]) -> Verification:
+def verify(text: str, registry: dict[str, dict[str, Any]], reject: Any = None) -> Verification:
     """Check every statement of ``text`` against ``registry``; return the answer with unsupported
-    statements removed, the keys it still cites, and the unsupported statements with reasons."""
+    statements removed, the keys it still cites, and the unsupported statements with reasons.
+    ``reject(statement)`` may refuse a statement first (returns the reason, or None)."""
     lines_out: list[str] = []
     unsupported: list[dict[str, Any]] = []
     cited: list[str] = []
@@ -300,6 +301,10 @@ def verify(text: str, registry: dict[str, dict[str, Any]]) -> Verification:
         for st in split_statements(body):
             if _is_structure(st):
                 kept.append(st)
+                continue
+            why = reject(st) if reject is not None else None
+            if why:
+                unsupported.append({"statement": st.strip(), "reason": why, "citations": citations_in(st)})
                 continue
             chk = check_statement(st, registry)
             if chk.unknown:

@@ -62,11 +62,24 @@ class ScriptedBackend(ModelBackend):
 
 
 BLOCK_LINE = re.compile(r"^\[([^\]]+)\] (.*)$", re.M)
+DATA_BLOCK = re.compile(r"<<<DATA tag=([0-9a-f]{10}) key=(\S+) kind=([a-z_\-]+)[^\n]*>>>\n(.*?)\n<<<END DATA tag=\1>>>", re.S)
+
+
+def data_blocks_in(prompt: str) -> list[tuple[str, str, str]]:
+    """(key, kind, body) of every shared data block in the prompt."""
+    return [(key, kind, body) for _, key, kind, body in DATA_BLOCK.findall(prompt)]
 
 
 def block_items(prompt: str) -> list[tuple[str, str]]:
-    """(key, text) of every evidence line in the prompt's data blocks."""
-    return BLOCK_LINE.findall(prompt)
+    """(key, text) of every evidence item in the prompt's data blocks: the ``[key] text`` lines of
+    fact blocks, and the key and (one-line) text of every note / paper / image block."""
+    out: list[tuple[str, str]] = []
+    for key, kind, body in data_blocks_in(prompt):
+        if kind == "facts":
+            out.extend(BLOCK_LINE.findall(body))
+        elif kind not in ("summary", "period"):
+            out.append((key, " ".join(body.split())))
+    return out
 
 
 def echo_first(n: int = 2) -> Callable[[str], str]:
@@ -74,6 +87,8 @@ def echo_first(n: int = 2) -> Callable[[str], str]:
     def reply(prompt: str) -> str:
         items = block_items(prompt)[:n]
         if not items:  # prompts over summaries: reuse their cited sentences
-            return "\n".join(re.findall(r"^(?:Period )?\S+: (.+\])\.?$", prompt, re.M)[:n])
+            sentences = [s for _, kind, body in data_blocks_in(prompt) if kind in ("summary", "period")
+                         for s in re.findall(r"[^.\n]*?\[[^\]]+\]", body)]
+            return " ".join(s.strip() + "." for s in sentences[:n])
         return " ".join(f"{text.replace('[final]', '').strip()} [{key}]." for key, text in items)
     return reply

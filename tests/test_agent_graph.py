@@ -18,6 +18,11 @@ from chartwise.fhir.store import load
 SNAPSHOT = Path(__file__).parent / "snapshots" / "agent_graph.mmd"
 
 
+@pytest.fixture(autouse=True)
+def _audit_to_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHARTWISE_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+
+
 @pytest.fixture(scope="module")
 def records():
     return load(sample_path())
@@ -57,7 +62,7 @@ def test_plan_tools_replan_and_fabricated_citation(records, patient):
     backend = ScriptedBackend([
         '{"tool": "latest", "arguments": {"query": "low density lipoprotein cholesterol", "n": 2}}\n'
         '{"tool": "problem_list", "arguments": {}}',
-        '{"tool": "get_resource", "arguments": {"key": "Observation/does-not-exist"}}',
+        f'{{"tool": "get_resource", "arguments": {{"key": "{fact.key}"}}}}',
         f"The last LDL was {value} mg/dL on {fact.day} [{fact.key}]. Potassium was 4.4 mmol/L [Observation/fabricated].",
     ])
     ctx = ctx_for(records, backend, min_evidence=500, max_rounds=1, repair_rounds=0)
@@ -187,5 +192,8 @@ def test_cli_ask_json_shape(capsys):
     from chartwise.cli import main
     assert main(["ask", str(sample_path()), "blood pressure", "--backend", "none", "--json", "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert list(out) == ["answer", "citations", "unsupported", "model", "llm_calls", "prompt_tokens"]
+    # DESIGN.md's keys, plus "notice" (the safety notice; additive)
+    assert list(out) == ["answer", "citations", "unsupported", "model", "llm_calls", "prompt_tokens", "notice"]
+    from chartwise.agent.safety import safety_notice
+    assert out["notice"] == safety_notice()
     assert out["model"] == "none" and all(set(c) == {"key", "verified", "text"} for c in out["citations"])

@@ -8,6 +8,7 @@ from typing import Any
 from chartwise.cliutil import add_path_argument, load_records, print_json
 
 JSON_KEYS = ("answer", "citations", "unsupported", "model", "llm_calls", "prompt_tokens")
+# ``--json`` prints JSON_KEYS (DESIGN.md) plus "notice" (the safety notice; an additive change)
 
 
 def add_agent_arguments(parser: argparse.ArgumentParser, *, images: bool = True, thread: bool = True) -> None:
@@ -21,7 +22,7 @@ def add_agent_arguments(parser: argparse.ArgumentParser, *, images: bool = True,
         parser.add_argument("--image", action="append", default=[], metavar="FILE", help="image for the model (repeatable)")
     if thread:
         parser.add_argument("--thread", default=None, help="conversation id: continue a multi-turn thread (SQLite checkpoints)")
-    parser.add_argument("--json", action="store_true", help=f"print JSON: {{{', '.join(JSON_KEYS)}}}")
+    parser.add_argument("--json", action="store_true", help=f"print JSON: {{{', '.join(JSON_KEYS)}, notice}}")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -61,6 +62,8 @@ def progress(event: dict[str, Any]) -> str | None:
         return f"  model call ({event.get('step')}, {event.get('prompt_tokens')} prompt tokens)"
     if t == "summarize":
         return f"  summarized window L{event.get('level')}#{event.get('index')}"
+    if t == "tool_refused":
+        return f"  refused tool call {event.get('tool')}: {event.get('reason')}"
     if t == "verify":
         return f"verify: {event.get('supported')} supported, {event.get('unsupported')} unsupported"
     return None
@@ -69,6 +72,7 @@ def progress(event: dict[str, Any]) -> str | None:
 def run_agent(args: argparse.Namespace, *, question: str, task: str, source_needed: bool = True,
               corpus: str | None = None) -> int:
     from chartwise.agent.api import _context, events
+    from chartwise.agent.safety import add_notice, with_notice
 
     records = load_records(args) if source_needed else None
     settings = {"context_tokens": args.budget} if getattr(args, "budget", None) else None
@@ -82,17 +86,16 @@ def run_agent(args: argparse.Namespace, *, question: str, task: str, source_need
         elif show and (line := progress(event)):
             print(line, file=sys.stderr)
     if args.json:
-        print_json({k: result.get(k) for k in JSON_KEYS})
+        print_json(add_notice({k: result.get(k) for k in JSON_KEYS}))
         return 0
-    print(result.get("answer", ""))
+    lines = [result.get("answer", "")]
     if result.get("citations"):
-        print("\nCitations:")
-        for c in result["citations"]:
-            print(f"  [{c['key']}] {c['text']}")
+        lines.append("\nCitations:")
+        lines.extend(f"  [{c['key']}] {c['text']}" for c in result["citations"])
     if result.get("unsupported"):
-        print(f"\nRemoved as unsupported ({len(result['unsupported'])}):")
-        for u in result["unsupported"][:20]:
-            print(f"  - {u['statement'][:160]} ({u['reason']})")
+        lines.append(f"\nRemoved as unsupported ({len(result['unsupported'])}):")
+        lines.extend(f"  - {u['statement'][:160]} ({u['reason']})" for u in result["unsupported"][:20])
+    print(with_notice("\n".join(lines), fmt="text"), end="")
     if show:
         print(f"model {result.get('model')}: {result.get('llm_calls')} calls, {result.get('prompt_tokens')} prompt tokens",
               file=sys.stderr)
