@@ -190,8 +190,11 @@ def resolve_key(key: str, registry: dict[str, dict[str, Any]]) -> str | None:
 
 
 def _item_text(item: dict[str, Any]) -> str:
-    date = item.get("date") or ""
-    return f"{date} {item.get('text', '')}".strip()
+    date = str(item.get("date") or "")
+    text = item.get("text", "") or ""
+    if date and text.lstrip().startswith(date[:10]):
+        return text.strip()       # the text already starts with its date: say it once
+    return f"{date} {text}".strip()
 
 
 @dataclass

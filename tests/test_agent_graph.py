@@ -197,3 +197,16 @@ def test_cli_ask_json_shape(capsys):
     from chartwise.agent.safety import safety_notice
     assert out["notice"] == safety_notice()
     assert out["model"] == "none" and all(set(c) == {"key", "verified", "text"} for c in out["citations"])
+
+
+def test_cli_citation_text_has_the_date_once(capsys):
+    from chartwise.cli import main
+    assert main(["ask", str(sample_path()), "What was the last creatinine?", "--backend", "none", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    cites = out.split("Citations:")[1].split("\n\n")[0].strip().splitlines()
+    assert cites
+    for line in cites:
+        text = line.split("] ", 1)[1]
+        day = text[:10]
+        assert text.count(day) == 1 or not day[:4].isdigit(), line
+    assert out.rstrip().endswith("before any clinical use.")          # the safety notice closes the output
