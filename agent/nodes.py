@@ -24,6 +24,7 @@ from . import evidence as ev
 from .guard import echo_filter
 from .safety import DATA_INSTRUCTION
 from .context import AgentContext, default_context
+from .toolbox import IMAGE_TOOL_NAMES
 from .state import RESET, AgentState, ChunkTask, EvidenceItem, ToolTask, usage_of
 from .verifier import citations_in, verify
 
@@ -189,17 +190,25 @@ def plan(state: AgentState, runtime: Runtime) -> dict[str, Any]:
         return update
     box = ctx.toolbox(patient, task == "literature")
     specs = box.specs()
+    if not (_IMAGING_RE.search(question) or state["request"].get("images")):
+        specs = [sp for sp in specs if sp.name not in IMAGE_TOOL_NAMES]   # image tools: imaging requests only
     if not specs:
         return update
     have = {**(state.get("evidence") or {}), **seeded}
-    gathered = ev.plan_view(have.values())  # keys and coded lines only: no note text in the planning turn
     failures = [f"{t['tool']} ({t.get('error') or 'no results'})" for t in state.get("tool_log") or []
                 if t.get("error") or not t.get("items")]
-    prompt = render("agent_plan", task=task, question=question,
-                    manifest=json.dumps(state.get("manifest") or {}, separators=(",", ":"))[:1500],
-                    gathered=gathered, n_items=len(have), failures=", ".join(failures),
-                    max_calls=s.max_calls_per_round)
-    msgs = [_system(), Message(role="user", content=prompt)]
+    room = ctx.prompt_budget() - s.plan_tokens  # the tool schemas are added by request_tool_call
+    limit, manifest_chars = 40, 1500
+    while True:  # the planning prompt fits the budget: fewer gathered lines, a shorter manifest
+        gathered = ev.plan_view(have.values(), limit=limit)  # keys and coded lines only: no note text
+        prompt = render("agent_plan", task=task, question=question,
+                        manifest=json.dumps(state.get("manifest") or {}, separators=(",", ":"))[:manifest_chars],
+                        gathered=gathered, n_items=len(have), failures=", ".join(failures),
+                        max_calls=s.max_calls_per_round)
+        msgs = [_system(), Message(role="user", content=prompt)]
+        if limit <= 4 and manifest_chars <= 300 or ctx.count(msgs) + _tool_overhead(ctx, specs) <= room:
+            break
+        limit, manifest_chars = max(4, limit // 2), max(300, manifest_chars // 2)
     _emit({"event": "llm", "step": "plan", "prompt_tokens": ctx.count(msgs)})
     result = request_tool_call(ctx.llm(patient), msgs, specs, max_new_tokens=s.plan_tokens, repair_rounds=1)
     usage: dict[str, Any] = {}
@@ -236,6 +245,12 @@ def plan(state: AgentState, runtime: Runtime) -> dict[str, Any]:
     update["plan"] = accepted[: s.max_calls_per_round]
     _emit({"event": "plan", "round": rnd + 1, "calls": [c["tool"] for c in update["plan"]]})
     return update
+
+
+def _tool_overhead(ctx: AgentContext, specs: list[Any]) -> int:
+    """Tokens the tool schemas add to the planning prompt (``request_tool_call`` renders them)."""
+    from .models.toolcalls import render_tools_prompt
+    return ctx.count(render_tools_prompt(specs))
 
 
 def after_plan(state: AgentState, runtime: Runtime) -> Any:

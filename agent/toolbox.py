@@ -1,32 +1,26 @@
 """The agent's view of retrieval: a manifest, a deterministic seed pack, and typed tools.
 
-``make_toolbox`` wraps ``chartwise.tools`` (``build_evidence`` and the typed tools) when the
-retrieval layer provides them; otherwise a small lexical toolbox over the record's clinical facts
-stands in (same contract: evidence items with citation key, text, date, tokens).
+One path: :class:`RetrievalToolbox` wraps ``chartwise.tools`` (``build_evidence`` seeds; the typed
+structured tools, ``search_literature`` for literature requests, and the image tools of
+``chartwise.tools.image_tools`` for a patient whose record carries images) and turns every tool
+result into evidence items (citation key, text, date, tokens) the verifier treats alike.
 """
 from __future__ import annotations
 
 import inspect
-import json
-import re
 from collections import Counter
-from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from chartwise.agent.models import ToolSpec
 
-from .evidence import as_items, estimate
+from .evidence import as_items
 from .state import EvidenceItem
 
-_WORD = re.compile(r"[a-z0-9]+")
-_STOP = set("a an and are as at be by did do does for from had has have her his how in is it its last latest me "
-            "most my of on or patient she show the their there this to was were what when which who why with".split())
-
-
-def _terms(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1]
+#: The image tools (``chartwise.tools.image_tools.IMAGE_TOOLS``): offered to the planner only for
+#: imaging questions and requests with images (``agent.nodes.plan``).
+IMAGE_TOOL_NAMES = ("classify_images", "search_images", "similar_images")
 
 
 class Toolbox:
@@ -54,7 +48,6 @@ class Toolbox:
         raise NotImplementedError
 
 
-# -- the retrieval layer (chartwise.tools) ---------------------------------------------------------
 class RetrievalToolbox(Toolbox):
     """Adapter over ``chartwise.tools``: ``build_evidence`` seeds, the typed tools are offered to the model."""
 
@@ -66,11 +59,19 @@ class RetrievalToolbox(Toolbox):
         self.mod, self.patient, self.corpus = tools_mod, patient, corpus
         for name in self.TOOL_NAMES:
             fn = getattr(tools_mod, name, None)
-            if fn is None or (name == "search_literature") != literature and name == "search_literature":
+            if fn is None or (name == "search_literature" and not literature):
                 continue
+            if patient is None and name != "search_literature":
+                continue                      # no record: literature only
             bound = self._bind(fn, name)
             if bound is not None:
                 self._tools[name] = bound
+        if patient is not None and _has_images(patient):
+            from chartwise.tools.image_tools import IMAGE_TOOLS
+            for name, (fn, _args) in IMAGE_TOOLS.items():
+                bound = self._bind(fn, name)
+                if bound is not None:
+                    self._tools[name] = bound
 
     def _bind(self, fn: Callable[..., Any], name: str):
         params = list(inspect.signature(fn).parameters.values())
@@ -93,6 +94,9 @@ class RetrievalToolbox(Toolbox):
             return _fn(**kw)
         return call, spec
 
+    def has_tool(self, name: str) -> bool:
+        return name in self._tools
+
     def manifest(self) -> dict[str, Any]:
         fn = getattr(self.mod, "manifest", None)
         if fn is None or self.patient is None:
@@ -109,32 +113,31 @@ class RetrievalToolbox(Toolbox):
         return as_items(self.mod.build_evidence(question, self.patient, budget), source="build_evidence")
 
 
-# -- stand-in over clinical facts -------------------------------------------------------------------
-class SearchFactsArgs(BaseModel):
-    query: str = Field(description="words to look for in the record (a lab, condition, drug, procedure...)")
-    category: str | None = Field(default=None, description="lab, vital, medication, condition, procedure, encounter, immunization, report, note")
-    limit: int = Field(default=10, ge=1, le=50)
-
-
-class LatestArgs(BaseModel):
-    query: str = Field(description="the measurement, e.g. 'hemoglobin a1c' or 'systolic blood pressure'")
-    n: int = Field(default=3, ge=1, le=20, description="how many most recent results")
-
-
-class NoArgs(BaseModel):
-    pass
-
-
-class GetResourceArgs(BaseModel):
-    key: str = Field(description="citation key Type/id")
-
-
-class SearchLiteratureArgs(BaseModel):
-    query: str = Field(description="the clinical question or key terms")
-    limit: int = Field(default=3, ge=1, le=10)
+def _has_images(patient: Any) -> bool:
+    """Whether the record carries an image attachment (Media, DocumentReference, DiagnosticReport
+    presentedForm, Binary) — cheap: content types only, nothing is decoded."""
+    by_key = patient.records.refs.by_key
+    for key in patient.keys:
+        res = by_key.get(key) or {}
+        rtype = res.get("resourceType")
+        if rtype == "Media":
+            atts = [res.get("content")]
+        elif rtype == "DocumentReference":
+            atts = [c.get("attachment") for c in res.get("content") or [] if isinstance(c, dict)]
+        elif rtype == "DiagnosticReport":
+            atts = list(res.get("presentedForm") or [])
+        elif rtype == "Binary":
+            atts = [res]
+        else:
+            continue
+        if any(isinstance(a, dict) and str(a.get("contentType", "")).startswith(("image/", "application/dicom"))
+               for a in atts):
+            return True
+    return False
 
 
 def _facts_manifest(patient: Any) -> dict[str, Any]:
+    """Fallback manifest (counts per category, date range) when ``chartwise.tools.manifest`` is absent."""
     if patient is None:
         return {}
     facts = patient.facts
@@ -144,129 +147,22 @@ def _facts_manifest(patient: Any) -> dict[str, Any]:
             "date_range": [days[0] if days else None, days[-1] if days else None]}
 
 
-def _fact_item(f: Any, source: str) -> EvidenceItem:
-    text = f.line
-    if f.text:
-        text = f"{text}\n{f.text[:1200]}"
-    return EvidenceItem(key=f.key, text=text, date=f.day, tokens=estimate(text) + 8, source=source)
+def load_corpus(path: str | None = None) -> dict[str, dict[str, Any]]:
+    """The literature corpus as ``{pmid: {"title", "text", "year"}}`` (``chartwise.tools.load_corpus``;
+    no path: the corpus the retrieval layer ships)."""
+    from chartwise.tools import load_corpus as _load
+
+    key = str(path or "")
+    if key not in _CORPORA:
+        _CORPORA[key] = {p.pmid: {"title": p.title, "text": p.abstract, "year": p.year} for p in _load(path)}
+    return _CORPORA[key]
 
 
-def _score(terms: list[str], text: str) -> int:
-    words = set(_WORD.findall(text.lower()))
-    return sum(1 for t in terms if t in words or any(w.startswith(t) for w in words if len(t) > 3))
-
-
-class FactsToolbox(Toolbox):
-    """Lexical retrieval over ``PatientRecord.facts`` (used when ``chartwise.tools`` lacks the API)."""
-
-    def __init__(self, patient: Any, *, literature: bool = False, corpus: str | None = None) -> None:
-        super().__init__()
-        self.patient = patient
-        self.corpus = corpus
-        if patient is not None:
-            self.add(self.search_facts, name="search_facts")
-            self.add(self.latest, name="latest")
-            self.add(self.active_medications, name="active_medications")
-            self.add(self.problem_list, name="problem_list")
-            self.add(self.get_resource, name="get_resource")
-        if literature:
-            self.add(self.search_literature, name="search_literature")
-
-    def manifest(self) -> dict[str, Any]:
-        return _facts_manifest(self.patient)
-
-    def _facts(self) -> list[Any]:
-        return self.patient.facts if self.patient is not None else []
-
-    def search_facts(self, args: SearchFactsArgs) -> list[EvidenceItem]:
-        """Facts whose text matches the query, best first, most recent first among equals."""
-        terms = _terms(args.query)
-        scored = []
-        for f in self._facts():
-            cat = str(getattr(f.category, "value", f.category))
-            if args.category and cat != args.category:
-                continue
-            s = _score(terms, f.line + " " + (f.text or "")[:2000])
-            if s:
-                scored.append((s, f.day or "", f))
-        scored.sort(key=lambda x: (-x[0], x[1]), reverse=False)
-        scored.sort(key=lambda x: (x[0], x[1]), reverse=True)
-        return [_fact_item(f, "search_facts") for _, _, f in scored[: args.limit]]
-
-    def latest(self, args: LatestArgs) -> list[EvidenceItem]:
-        """The most recent results of one measurement (labs and vitals)."""
-        terms = _terms(args.query)
-        hits = [f for f in self._facts() if str(getattr(f.category, "value", f.category)) in ("lab", "vital")
-                and f.value is not None and _score(terms, f.line) >= max(1, len(terms) - 1)]
-        hits.sort(key=lambda f: f.day or "", reverse=True)
-        return [_fact_item(f, "latest") for f in hits[: args.n]]
-
-    def active_medications(self, args: NoArgs) -> list[EvidenceItem]:
-        """Medications with an active status."""
-        return [_fact_item(f, "active_medications") for f in self._facts()
-                if str(getattr(f.category, "value", f.category)) == "medication" and (f.status or "") == "active"]
-
-    def problem_list(self, args: NoArgs) -> list[EvidenceItem]:
-        """Conditions on the problem list with their status and onset."""
-        return [_fact_item(f, "problem_list") for f in self._facts()
-                if str(getattr(f.category, "value", f.category)) == "condition"]
-
-    def get_resource(self, args: GetResourceArgs) -> list[EvidenceItem]:
-        """One fact by its citation key."""
-        f = self.patient.facts_by_key.get(args.key) if self.patient is not None else None
-        return [_fact_item(f, "get_resource")] if f is not None else []
-
-    def search_literature(self, args: SearchLiteratureArgs) -> list[EvidenceItem]:
-        """Abstracts from the literature corpus that match the question (PubMedQA-format JSON)."""
-        corpus = load_corpus(self.corpus)
-        terms = _terms(args.query)
-        scored = sorted(((_score(terms, p["text"]), pmid, p) for pmid, p in corpus.items()), key=lambda x: -x[0])
-        out = []
-        for s, pmid, p in scored[: args.limit]:
-            if s:
-                text = f"{p['title']} {p['text'][:1500]}"
-                out.append(EvidenceItem(key=f"PMID:{pmid}", text=text, date=p.get("year"), tokens=estimate(text) + 8,
-                                        source="search_literature"))
-        return out
-
-    def seed(self, question: str, budget: int) -> list[EvidenceItem]:
-        items = self.search_facts(SearchFactsArgs(query=question, limit=12)) if self.patient is not None else []
-        out, used = [], 0
-        for it in items:
-            if used + it["tokens"] > budget:
-                break
-            out.append(it)
-            used += it["tokens"]
-        return out
-
-
-DEFAULT_CORPUS = "/work/shared/data/literature/pubmedqa-dev.json"
 _CORPORA: dict[str, dict[str, dict[str, Any]]] = {}
 
 
-def load_corpus(path: str | None) -> dict[str, dict[str, Any]]:
-    path = path or DEFAULT_CORPUS
-    if path not in _CORPORA:
-        p = Path(path)
-        if not p.exists():
-            from chartwise.fhir.errors import ConfigError
-            raise ConfigError(f"literature corpus {path} not found: pass --corpus PATH (PubMedQA-format JSON)")
-        raw = json.loads(p.read_text("utf-8"))
-        out = {}
-        for pmid, v in (raw.items() if isinstance(raw, dict) else ((str(r.get("pmid")), r) for r in raw)):
-            ctx = v.get("CONTEXTS") or v.get("contexts") or v.get("abstract") or ""
-            text = " ".join(ctx) if isinstance(ctx, list) else str(ctx)
-            out[str(pmid)] = {"title": v.get("QUESTION") or v.get("title") or "", "text": text,
-                              "year": str(v.get("YEAR") or v.get("year") or "") or None}
-        _CORPORA[path] = out
-    return _CORPORA[path]
-
-
 def make_toolbox(patient: Any, *, literature: bool = False, corpus: str | None = None) -> Toolbox:
-    try:
-        import chartwise.tools as tools_mod
-    except ImportError:  # pragma: no cover
-        tools_mod = None
-    if tools_mod is not None and hasattr(tools_mod, "build_evidence"):
-        return RetrievalToolbox(tools_mod, patient, literature=literature, corpus=corpus)
-    return FactsToolbox(patient, literature=literature, corpus=corpus)
+    """The agent's toolbox over ``chartwise.tools`` for one patient (``None``: literature only)."""
+    import chartwise.tools as tools_mod
+
+    return RetrievalToolbox(tools_mod, patient, literature=literature, corpus=corpus)

@@ -10,7 +10,6 @@ from _scripted_backend import ScriptedBackend, block_items, echo_first
 from chartwise.agent import build_graph, events
 from chartwise.agent.api import _context
 from chartwise.agent.context import AgentSettings
-from chartwise.agent.toolbox import FactsToolbox
 from chartwise.agent.verifier import citations_in
 from chartwise.cliutil import sample_path
 from chartwise.fhir.store import load
@@ -21,6 +20,15 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "agent_graph.mmd"
 @pytest.fixture(autouse=True)
 def _audit_to_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("CHARTWISE_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _index_in_tmp(tmp_path_factory):
+    """The real retrieval tools (``chartwise.tools``) over a scratch index."""
+    from chartwise.tools import IndexSettings, configure
+    configure(IndexSettings(path=tmp_path_factory.mktemp("index")))
+    yield
+    configure(None)
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +42,7 @@ def patient(records):
 
 
 def ctx_for(records, backend, literature=False, **settings):
-    ctx = _context(None, backend=backend, settings=AgentSettings(**settings), records=records)
-    rec = records.patient(None)
-    ctx._toolboxes[(rec.id, literature)] = FactsToolbox(rec, literature=literature)
-    return ctx
+    return _context(None, backend=backend, settings=AgentSettings(**settings), records=records)
 
 
 def run(ctx, question, **kw):
@@ -60,7 +65,7 @@ def test_plan_tools_replan_and_fabricated_citation(records, patient):
     fact = ldl(patient)
     value = fact.line.split("= ")[1].split(" ")[0]
     backend = ScriptedBackend([
-        '{"tool": "latest", "arguments": {"query": "low density lipoprotein cholesterol", "n": 2}}\n'
+        '{"tool": "latest", "arguments": {"concept": "LDL cholesterol"}}\n'
         '{"tool": "problem_list", "arguments": {}}',
         f'{{"tool": "get_resource", "arguments": {{"key": "{fact.key}"}}}}',
         f"The last LDL was {value} mg/dL on {fact.day} [{fact.key}]. Potassium was 4.4 mmol/L [Observation/fabricated].",
@@ -96,10 +101,11 @@ def test_only_fabricated_says_not_found(records):
 
 
 def test_stepwise_summary_when_evidence_exceeds_budget(records):
-    budget = 1400
+    budget = 1800   # the planning turn alone (8 typed tool schemas) needs ~1,500
     def reply(p):
         if "Decide what else" in p:
-            return '{"tool": "search_facts", "arguments": {"query": "blood pressure cholesterol", "limit": 50}}'
+            return ('{"tool": "search_facts", "arguments": {"type": "vital", "limit": 200}}\n'
+                    '{"tool": "search_facts", "arguments": {"type": "lab", "limit": 200}}')
         return echo_first(2)(p)
     backend = ScriptedBackend(reply, max_context=budget + 600, max_output=512)
     ctx = ctx_for(records, backend, context_tokens=budget, evidence_tokens=6000, answer_tokens=200, summary_tokens=200)

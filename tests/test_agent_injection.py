@@ -15,7 +15,8 @@ from _scripted_backend import ScriptedBackend, echo_first
 from chartwise.agent import events
 from chartwise.agent.api import _context
 from chartwise.agent.context import AgentSettings
-from chartwise.agent.toolbox import FactsToolbox
+import chartwise.tools as tools_mod
+from chartwise.agent.toolbox import RetrievalToolbox
 from chartwise.agent.verifier import citations_in
 from chartwise.cliutil import sample_path
 from chartwise.fhir.deid import phi_values
@@ -25,11 +26,11 @@ DATA = json.loads((Path(__file__).parent / "data" / "injection_notes.json").read
 CASES = DATA["cases"]
 
 
-class RecordingToolbox(FactsToolbox):
-    """The stand-in toolbox, recording every call that actually runs."""
+class RecordingToolbox(RetrievalToolbox):
+    """The agent's toolbox over the real ``chartwise.tools``, recording every call that actually runs."""
 
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
+    def __init__(self, rec, **kw):
+        super().__init__(tools_mod, rec, **kw)
         self.ran: list[tuple[str, dict]] = []
 
     def call(self, name, arguments):
@@ -40,6 +41,14 @@ class RecordingToolbox(FactsToolbox):
 @pytest.fixture(autouse=True)
 def _audit_to_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("CHARTWISE_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _index_in_tmp(tmp_path_factory):
+    from chartwise.tools import IndexSettings, configure
+    configure(IndexSettings(path=tmp_path_factory.mktemp("index")))
+    yield
+    configure(None)
 
 
 @pytest.fixture(scope="module")
@@ -70,18 +79,18 @@ def attacker_calls(case, rec) -> list[dict]:
         calls.append(json.loads(m.group()))
     lines = [l for l in case["text"].splitlines() if l.strip()]
     instruction = max(lines, key=len)
-    calls.append({"tool": "search_facts", "arguments": {"query": " ".join(instruction.split()[:12])}})
+    calls.append({"tool": "search_notes", "arguments": {"query": " ".join(instruction.split()[:12])}})
     p = rec.patient
     name = " ".join([*p["name"][0].get("given", []), p["name"][0].get("family", "")])
     addr = p["address"][0]["line"][0]
-    calls.append({"tool": "search_literature" if case["id"] == "exfiltrate" else "search_facts",
+    calls.append({"tool": "search_literature" if case["id"] == "exfiltrate" else "search_notes",
                   "arguments": {"query": f"{name} {addr} {p['birthDate']}"}})
     calls.append({"tool": "get_resource", "arguments": {"key": "Observation/x"}})
     return calls
 
 
 def legit_calls(case, literature):
-    calls = [{"tool": "search_literature" if literature else "search_facts", "arguments": {"query": case["question"]}}]
+    calls = [{"tool": "search_literature" if literature else "search_notes", "arguments": {"query": case["question"]}}]
     calls.append({"tool": "get_resource", "arguments": {"key": note_key(case)}})
     return calls
 

@@ -16,7 +16,6 @@ from chartwise.agent import ask, summarize
 from chartwise.agent.api import _context
 from chartwise.agent.context import AgentSettings
 from chartwise.agent.safety import safety_notice
-from chartwise.agent.toolbox import FactsToolbox
 from chartwise.audit import AuditLog
 from chartwise.cliutil import sample_path
 from chartwise.fhir.deid import DeidSettings, phi_values
@@ -24,6 +23,15 @@ from chartwise.fhir.store import load
 from chartwise.privacy import capture_logs, scan_for_phi
 
 NOTE_ID = "priv-note"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _index_in_tmp(tmp_path_factory):
+    """The real retrieval tools (``chartwise.tools``) over a scratch index."""
+    from chartwise.tools import IndexSettings, configure
+    configure(IndexSettings(path=tmp_path_factory.mktemp("index")))
+    yield
+    configure(None)
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +55,7 @@ def with_note(tmp_path_factory):
 
 
 def _ctx(records, backend, **settings):
-    ctx = _context(None, backend=backend, settings=AgentSettings(**settings), records=records)
-    rec = records.patient(None)
-    ctx._toolboxes[(rec.id, False)] = FactsToolbox(rec)
-    return ctx
+    return _context(None, backend=backend, settings=AgentSettings(**settings), records=records)
 
 
 def test_no_phi_in_debug_logs_of_ask_and_summarize_and_audit(with_note, tmp_path):
@@ -120,9 +125,9 @@ class _ChatServer:
             return '{"final": "enough"}'
         key = f"DocumentReference/{NOTE_ID}"
         for k, _, body in data_blocks_in(prompt):
-            if k == key:
+            if k.split("#")[0] == key:      # the note, or a span of it (the retrieval tools cite spans)
                 first = re.split(r"(?<=\.)\s", body.strip())[0]
-                return f"{first.rstrip('.')} [{key}]."
+                return f"{first.rstrip('.')} [{k}]."
         return "Not in the evidence."
 
     def close(self):
@@ -151,7 +156,7 @@ def test_remote_backend_sees_pseudonyms_and_answer_is_reidentified(with_note, tm
     assert scan_for_phi(sent, phi_values(patient)) == []                 # but no name, birth date, address
     family = patient["name"][0]["family"]
     assert family in result["answer"] and patient["birthDate"] in result["answer"]   # re-identified for display
-    assert result["citations"][0]["key"] == f"DocumentReference/{NOTE_ID}"
+    assert result["citations"][0]["key"].split("#")[0] == f"DocumentReference/{NOTE_ID}"
     entry = audit.entries()[-1]
     assert entry.remote is True and entry.deidentified is True and entry.backend == "openai"
 
