@@ -83,6 +83,10 @@ def run(name, sets, k, out_rows):
     out_rows.append((name, len(rec), "whole record (lines)", 1.0, statistics.mean(whole), statistics.median(whole), None, None, None))
     out_rows.append((name, len(rec), f"whole record (raw JSON; {over} > 128K)", 1.0, statistics.mean(raw), statistics.median(raw),
                      None, None, None))
+    fmt = lambda v, d=1: "" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))  # noqa: E731
+    for r in out_rows[-4:]:
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.3f} | {fmt(r[4], 0)} | {fmt(r[5], 0)} | {fmt(r[6], 2)} | {fmt(r[7])} | {fmt(r[8])} |",
+              flush=True)
 
 
 def main():
@@ -94,6 +98,8 @@ def main():
     data = shared_data() / "fhir"
     syn, notes = load(data / "synthea-r4" / "bundles"), load(data / "bulk-notes" / "ndjson")
     rows = []
+    print("| set | questions | method | recall | mean tokens | median tokens | index s/patient | p50 ms | p95 ms |")
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
     run("synthea+notes", [(syn, build_set(syn, seed=1, limit_patients=12, label="s")),
                           (notes, build_set(notes, seed=2, limit_patients=6, per_kind=1, label="n"))], args.k, rows)
     big = load(large_charts())
@@ -101,11 +107,6 @@ def main():
     if args.big:
         huge = load(large_charts(population=2000, seed=7, top=3))
         run("clinosim p2000 top3", [(huge, build_set(huge, seed=4, per_kind=8, label="H"))], args.k, rows)
-    fmt = lambda v, d=1: "" if v is None else (f"{v:.{d}f}" if isinstance(v, float) else str(v))  # noqa: E731
-    print("| set | questions | method | recall | mean tokens | median tokens | index s/patient | p50 ms | p95 ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.3f} | {fmt(r[4], 0)} | {fmt(r[5], 0)} | {fmt(r[6], 2)} | {fmt(r[7])} | {fmt(r[8])} |")
 
 
 if __name__ == "__main__":
