@@ -97,7 +97,7 @@ class RestSettings(BaseModel):
     @classmethod
     def from_url(cls, url: str, env: dict[str, str] | None = None, **overrides: Any) -> "RestSettings":
         """Settings for a CLI ``PATH`` URL.  ``.../Patient/ID`` selects one patient; options come from
-        ``CHARTWISE_FHIR_*`` / ``CHARTWISE_SMART_*`` environment variables (see docs/reliability.md)."""
+        ``CHARTWISE_FHIR_*`` / ``CHARTWISE_SMART_*`` environment variables (see README.md, "Reliability and security")."""
         env = dict(os.environ if env is None else env)
         parts = urlsplit(url.strip())
         path = parts.path.rstrip("/")

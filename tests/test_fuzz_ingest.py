@@ -2,7 +2,7 @@
 
 Properties: validation, loading, clinical facts and the timeline never raise anything but a
 :class:`ChartwiseError` (whose one line names the file), and every quarantined resource names where
-it was read (file and entry) and the field or reason.  Counts of cases run are in docs/reliability.md
+it was read (file and entry) and the field or reason.  Counts of cases run are in README.md, "Fuzzing"
 (``pytest tests/test_fuzz_ingest.py --hypothesis-show-statistics``).
 """
 from __future__ import annotations
@@ -224,7 +224,7 @@ def test_load_corrupted_bytes(small_bundle_bytes, data):
 
 
 # Found by the randomized run (CHARTWISE_FUZZ_RANDOM=1 CHARTWISE_FUZZ_EXAMPLES=1500); the fix belongs in
-# chartwise.fhir.parse (see docs/reliability.md, "Fuzzing").  Strict=False: they pass once fixed.
+# chartwise.fhir.parse (see README.md, "Fuzzing"); fixed, kept as regression tests.
 KNOWN_CRASHES = [
     pytest.param({"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"},
                   "meta": {"profile": True}}, id="meta.profile-not-a-list"),

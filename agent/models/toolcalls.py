@@ -1,6 +1,6 @@
 """Tool calls for models without native function calling (Gemma / MedGemma).
 
-Protocol (documented in docs/backends.md):
+Protocol (documented in README.md, "Model backends"):
 
 * The system prompt lists every tool: name, docstring, JSON schema of its pydantic arguments model
   (``prompts/tool_call.j2``).
