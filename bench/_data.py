@@ -89,6 +89,39 @@ def large_charts(population: int = 300, seed: int = 11, start: str = "2024-01-01
     return out
 
 
+def merged_chart(source: Path | None = None) -> Path:
+    """One patient with every resource of the 8 largest clinosim charts (over 10,000): the latency target's chart.
+
+    The other patients' resources are re-pointed at the first patient and their Patient resources dropped,
+    so one record holds several admissions' worth of labs, notes and medications.
+    """
+    source = source or large_charts(top=8)
+    out = source.with_name(source.name + "-merged")
+    if (out / ".complete").exists():
+        return out
+    patients = [orjson.loads(line) for line in (source / "Patient.ndjson").read_bytes().splitlines() if line.strip()]
+    keep = f"Patient/{patients[0]['id']}".encode()
+    others = [f"Patient/{p['id']}".encode() for p in patients[1:]]
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for fn in sorted(source.glob("*.ndjson")):
+        lines = []
+        for line in fn.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            for other in others:
+                line = line.replace(b'"' + other + b'"', b'"' + keep + b'"')
+            lines.append(line)
+        if fn.name == "Patient.ndjson":
+            lines = [ln for ln in lines if orjson.loads(ln)["id"] == patients[0]["id"]]
+        (staging / fn.name).write_bytes(b"\n".join(lines) + b"\n")
+    (staging / ".complete").write_text("merged\n")
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return out
+
+
 if __name__ == "__main__":  # python bench/_data.py [population seed top]
     args = sys.argv[1:]
     kw = {}
