@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -22,19 +21,11 @@ HERE = Path(__file__).resolve().parent
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        ram = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM"
-    except (ValueError, OSError, AttributeError):
-        ram = "RAM unknown"
-    return f"{cpu}, {os.cpu_count()} cores, {ram}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    from chartwise.eval_report import machine as probe
+
+    m = probe()
+    ram = f"{m['ram_gib']} GiB RAM" if m.get("ram_gib") else "RAM unknown"
+    return f"{m['cpu']}, {m['cores']} cores, {ram}, Python {m['python']}, {m['platform']}"
 
 
 def scripts(only: list[str] | None = None) -> list[Path]:

@@ -19,7 +19,6 @@ Logs carry resource types, ids (keys), counts and timings only; never resource c
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import os
 import random
@@ -37,6 +36,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from .errors import ConfigError, SourceError
+from .httputil import retry_after_seconds
 from .smart_auth import Auth, BearerAuth, NoAuth, SmartBackendAuth
 from .sources import Origin, RawResource
 
@@ -245,7 +245,7 @@ class FhirClient:
                 raise SourceError(f"{_safe(url)}: HTTP 403 forbidden; the token's scopes do not allow this read "
                                   f"({_outcome_text(body)})")
             if status in RETRY_STATUS:
-                retry_after = _retry_after(resp.headers.get("Retry-After"))
+                retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
                 if retry_after is not None and retry_after > s.max_retry_after_s:
                     raise SourceError(f"{_safe(url)}: HTTP {status} with Retry-After {retry_after:.0f}s, longer than "
                                       f"the {s.max_retry_after_s:.0f}s allowed (CHARTWISE_FHIR_MAX_RETRY_AFTER)")
@@ -553,20 +553,6 @@ def _page_key(url: str, params: object) -> str:
         pieces += [f"{k}={v}" for k, v in items]
     return f"{parts.path}?{'&'.join(sorted(pieces))}"
 
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _outcome_text(body: bytes) -> str:

@@ -8,7 +8,6 @@ server-sent events and asks for usage in the last event (``stream_options.includ
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import threading
 import time
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 
 from chartwise.fhir.errors import ChartwiseError, ConfigError
+from chartwise.fhir.httputil import retry_after_seconds  # noqa: F401  (re-exported for callers)
 
 from .base import Messages, ModelBackend, truncate_at_stop
 from .budget import estimate_tokens
@@ -33,21 +33,6 @@ IMAGE_TOKENS_ESTIMATE = 256  # MedGemma encodes each image as 256 soft tokens
 class BackendError(ChartwiseError):
     """The model server answered with an error, or kept failing after the retries."""
 
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Parse ``Retry-After`` (seconds or an HTTP date) into seconds from now."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def backoff_delay(attempt: int, config: BackendConfig, retry_after: str | None = None) -> float:
