@@ -140,7 +140,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--synthea", type=Path, default=DEFAULT_SYNTHEA)
     parser.add_argument("--large", type=Path, default=None, help="NDJSON folder of a large patient (default: generate)")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     inputs = [("synthea (40 patients)", args.synthea), ("large generated patient", args.large or large_patient())]
     print(f"# bench/ingest.py  {time.strftime('%Y-%m-%d')}  python {sys.version.split()[0]}  {os.cpu_count()} cpus")

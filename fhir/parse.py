@@ -98,7 +98,7 @@ def validate_resource(raw: RawResource) -> Accepted | Quarantined:
         model.model_validate(data)
     except ValidationError as err:
         field, reason = describe_validation_error(err)
-        if _valid_in_stu3_only(rtype, data):
+        if _may_be_stu3(rtype, field) and _valid_in_stu3_only(rtype, data, field):
             raise InputError(f"{origin}: {rtype}{'/' + rid if rid else ''} is FHIR STU3, not R4 "
                              f"(field {field}: {reason}); convert it to R4 first") from err
         return Quarantined(origin=origin, resource_type=rtype, id=rid, field=field, reason=reason)
@@ -152,7 +152,16 @@ def other_version_marker(data: dict) -> str | None:
     return None
 
 
-def _valid_in_stu3_only(rtype: str, data: dict) -> bool:
+#: (resourceType, first failing R4 field) pairs already seen to be invalid STU3 as well.  A bulk export
+#: repeats the same defect thousands of times; one STU3 validation per kind of failure is enough.
+_NOT_STU3: set[tuple[str, str]] = set()
+
+
+def _may_be_stu3(rtype: str, field: str) -> bool:
+    return (rtype, field) not in _NOT_STU3
+
+
+def _valid_in_stu3_only(rtype: str, data: dict, field: str = "") -> bool:
     """A resource invalid in R4 that is valid STU3 is STU3 data (Condition.clinicalStatus as a code, ...)."""
     try:
         from fhir.resources.STU3 import get_fhir_model_class
@@ -161,6 +170,7 @@ def _valid_in_stu3_only(rtype: str, data: dict) -> bool:
     try:
         get_fhir_model_class(rtype).model_validate(data)
     except Exception:  # noqa: BLE001 - any failure means "not STU3 either"
+        _NOT_STU3.add((rtype, field))
         return False
     return True
 

@@ -7,11 +7,13 @@ references, and assigns resources to patients.  ``RecordSet.patient(id)`` gives 
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import orjson
 from pydantic import BaseModel, Field
 
 from .errors import InputError
@@ -151,6 +153,8 @@ class RecordSet:
         out = []
         refs = self.refs
         for key, data in refs.by_key.items():
+            if _all_references_resolve(refs, key, data):
+                continue  # the common case, checked on the serialized resource without walking it
             for path, ref in iter_references(data):
                 if ref.startswith("#"):
                     if refs.resolve(ref, data, key) is None:
@@ -227,6 +231,19 @@ class RecordSet:
             quarantine=quarantine, dangling_references=len(self.dangling),
             dangling_examples=self.dangling[:max_dangling],
         )
+
+
+_REFERENCE_VALUE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
+
+
+def _all_references_resolve(refs: ReferenceIndex, key: str, data: dict) -> bool:
+    """True when every ``"reference"`` string in the resource (contained ones included) resolves."""
+    for raw in _REFERENCE_VALUE.findall(orjson.dumps(data)):
+        ref = orjson.loads(b'"' + raw + b'"')
+        hit = refs.resolve(ref, data, key) if ref.startswith("#") else refs.resolve(ref)
+        if hit is None:
+            return False
+    return True
 
 
 _DATE_FIELDS = ("effectiveDateTime", "onsetDateTime", "authoredOn", "occurrenceDateTime", "performedDateTime",
