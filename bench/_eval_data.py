@@ -231,8 +231,8 @@ def chartqa(data: Path, n_patients: int = 4, n_note_patients: int = 2) -> dict:
                 add(pid, file, cat, q.format(d=re.sub(r"\s*\((procedure|regime/therapy)\)", "", disp)),
                     [f"{rtype}/{last['id']}"], {"type": "date", "value": _when(last)[:10]})
         for r in [r for r in res if r["resourceType"] == "ImagingStudy"][:1]:
-            mod = next(iter(r.get("modality") or []), {}).get("display") or next(
-                iter((r.get("series") or [{}])[0].get("modality", {}).get("display", "") or []), "imaging")
+            mod = (next(iter(r.get("modality") or []), {}).get("display")
+                   or ((r.get("series") or [{}])[0].get("modality") or {}).get("display") or "")
             add(pid, file, "imaging", f"When was the patient's {mod.lower()} imaging study performed?",
                 [f"ImagingStudy/{r['id']}"], {"type": "date", "value": _when(r)[:10]})
         text = json.dumps(res).lower()

@@ -542,8 +542,18 @@ def _encounter(key: str, data: dict, refs: ReferenceIndex) -> ClinicalFact:
                         effective=effective, end=end, status=data.get("status"), details=details)
 
 
+#: DICOM modality codes (CID 29) in words, for labels a clinician would search ("knee x-ray", "CT").
+MODALITY_WORDS = {
+    "DX": "Digital radiography (X-ray)", "CR": "Computed radiography (X-ray)", "RG": "Radiographic imaging (X-ray)",
+    "CT": "CT scan", "MR": "MRI", "US": "Ultrasound", "MG": "Mammography", "NM": "Nuclear medicine", "PT": "PET",
+    "XA": "X-ray angiography", "RF": "Fluoroscopy", "OT": "Imaging", "ECG": "Electrocardiogram", "IVUS": "Intravascular ultrasound",
+    "OCT": "Optical coherence tomography", "OP": "Ophthalmic photography", "SM": "Slide microscopy", "DOC": "Document",
+}
+
+
 def _imaging(key: str, data: dict, refs: ReferenceIndex) -> ClinicalFact:
     modalities = [c.get("code") for c in data.get("modality") or () if isinstance(c, dict) and c.get("code")]
+    displays = {c.get("code"): c.get("display") for c in data.get("modality") or () if isinstance(c, dict)}
     sites = []
     for s in data.get("series") or ():
         if not isinstance(s, dict):
@@ -551,11 +561,15 @@ def _imaging(key: str, data: dict, refs: ReferenceIndex) -> ClinicalFact:
         m = (s.get("modality") or {}).get("code")
         if m and m not in modalities:
             modalities.append(m)
+        if m and (s.get("modality") or {}).get("display"):
+            displays.setdefault(m, s["modality"]["display"])
         site = (s.get("bodySite") or {}).get("display")
         if site and site not in sites:
             sites.append(site)
+    words = [displays.get(m) or MODALITY_WORDS.get(m, m) for m in modalities]
+    described = " of ".join(filter(None, [", ".join(words), ", ".join(sites)]))
     label = (data.get("description") or concept_text(data.get("procedureCode"))
-             or " ".join(filter(None, [", ".join(modalities), ", ".join(sites)])) or "Imaging study")
+             or (f"{described} ({', '.join(modalities)})" if modalities else described) or "Imaging study")
     details: dict[str, Any] = {}
     if modalities:
         details["modality"] = modalities

@@ -15,6 +15,8 @@
 """
 from __future__ import annotations
 
+import re
+
 from datetime import date
 
 from pydantic import BaseModel, Field
@@ -92,7 +94,12 @@ def build_evidence(question: str, patient: PatientRecord, budget: int = DEFAULT_
     vec = idx.store.embed_query(phrase)
 
     # whole lists
-    if "list" in types or ("allergy" in a.categories and not a.concept_text.strip()):
+    # the question names a concept of this record verbatim ("... for Encounter for problem", "... have
+    # Documentation of current medications"): that concept wins over category cues inside its name
+    named = named_concepts(idx.concepts, question)
+    if named:
+        types.discard("list")  # "is she allergic to X", "current X": the named concept, not the whole list
+    if not named and ("list" in types or ("allergy" in a.categories and not a.concept_text.strip())):
         if "allergy" in a.categories:
             for f in patient.facts:
                 if f.category == Category.allergy:
@@ -126,6 +133,9 @@ def build_evidence(question: str, patient: PatientRecord, budget: int = DEFAULT_
         if by_cat:
             concepts = sorted(by_cat, key=lambda c: max((f.day or "") for f in c.facts), reverse=True)[:6]
             extra = []
+
+    if named:
+        concepts, extra = named[:4], []
 
     for rank, c in enumerate(concepts + extra):
         weight = 5.0 - rank * 0.3 if c in concepts else 1.0
@@ -206,3 +216,21 @@ def _dated_ok(f: ClinicalFact, a: QuestionAnalysis) -> bool:
     if a.date_to and f.day > a.date_to.isoformat():
         return False
     return True
+
+
+def _norm_words(text: str) -> str:
+    return " " + " ".join(re.findall(r"[a-z0-9]+", text.lower())) + " "
+
+
+def named_concepts(concepts: list, question: str, min_chars: int = 8) -> list:
+    """Concepts whose label (or a code display) stands word for word in the question, longest first."""
+    q = _norm_words(question)
+    found = []
+    for c in concepts:
+        names = {c.label, *c.displays}
+        best = max((len(n) for n in names if len(n) >= min_chars and _norm_words(n) in q), default=0)
+        if best:
+            found.append((best, c))
+    found.sort(key=lambda bc: -bc[0])
+    return [c for n, c in found if n == found[0][0]] if found else []
+

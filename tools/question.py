@@ -170,6 +170,8 @@ _CATEGORY_CUES: list[tuple[str, re.Pattern[str]]] = [
     ("encounter", re.compile(r"\b(visits?|encounters?|admissions?|admitted|hospitali[sz]\w*|seen in|ed visit|er visit|appointments?)\b", re.I)),
     ("lab", re.compile(r"\b(labs?|level|levels|tests?|results?|values?|panel|blood work|bloodwork|measured)\b", re.I)),
     ("vital", re.compile(r"\b(vitals?|vital signs?)\b", re.I)),
+    ("imaging", re.compile(r"\b(imaging|x-?rays?|radiograph\w*|radiology|ct scans?|cat scans?|mri|ultrasounds?|"
+                           r"sonogra\w*|mammogra\w*|dicom|scans?)\b", re.I)),
 ]
 
 _STOP = set("""a about after all also am an and any anything are as at be been before being between but by can
