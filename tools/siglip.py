@@ -1,8 +1,7 @@
 """MedSigLIP (``google/medsiglip-448``) loaded through ``transformers``: image and text embeddings and
 SigLIP's independent sigmoid image-text scores.
 
-Loading follows the MedGemma backend's rules (``chartwise.agent.models.loading``, mirrored here because
-``chartwise.tools`` must not import ``chartwise.agent``): a hub id or a local folder saved with
+Loading follows the MedGemma backend's rules (the shared ``chartwise.tools.hf_loading``): a hub id or a local folder saved with
 ``save_pretrained``; ``HF_HUB_OFFLINE=1`` means local files only; bfloat16 on a CUDA GPU, float32 on CPU;
 every load failure (weights absent, gated repo, wrong id, missing folder) is one ``ConfigError`` line.
 The processor is always the PIL-based ``SiglipImageProcessorPil`` (``backend="pil"``), so no
@@ -20,9 +19,11 @@ from pydantic import BaseModel, Field
 
 from chartwise.fhir.errors import ConfigError
 
+from .hf_loading import hub_offline, looks_like_path
+from .hf_loading import load_error as shared_load_error
+
 DEFAULT_SIGLIP_MODEL = "google/medsiglip-448"
 ENV_MODEL = "CHARTWISE_SIGLIP_MODEL"
-_TRUTHY = {"1", "true", "yes", "on"}
 
 
 class SiglipSettings(BaseModel):
@@ -39,44 +40,17 @@ class SiglipSettings(BaseModel):
         return (self.model or os.environ.get(ENV_MODEL, "") or DEFAULT_SIGLIP_MODEL).strip()
 
 
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUTHY
-
-
-def _looks_like_path(model: str) -> bool:
-    return (model.startswith(("/", "./", "../", "~")) or model.count("/") > 1
-            or Path(model).expanduser().exists())
-
-
-def _what_to_do(model: str) -> str:
-    return (f"accept the licence at https://huggingface.co/{model} and run `hf auth login` (weights then download "
-            f"on first use), or pass a local folder with --model /path/to/medsiglip (env {ENV_MODEL})")
-
-
 def load_error(model: str, exc: BaseException, *, offline: bool) -> ConfigError:
     """A hub or file error from ``from_pretrained`` as one line naming the setting to change."""
-    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
-
-    if isinstance(exc, GatedRepoError):
-        return ConfigError(f"image model {model!r} is gated: {_what_to_do(model)}")
-    if isinstance(exc, RepositoryNotFoundError):
-        return ConfigError(f"image model {model!r} not found on the Hugging Face Hub (check the id, e.g. "
-                           f"{DEFAULT_SIGLIP_MODEL}) or it is gated: {_what_to_do(model)}")
-    if isinstance(exc, RevisionNotFoundError):
-        return ConfigError(f"image model {model!r}: revision not found (fix the revision setting)")
-    if offline or isinstance(exc, LocalEntryNotFoundError):
-        return ConfigError(f"image model {model!r}: weights are not in the local Hugging Face cache and the hub is "
-                           f"offline (HF_HUB_OFFLINE=1); unset HF_HUB_OFFLINE and {_what_to_do(model)}")
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return ConfigError(f"image model {model!r} could not be loaded ({first[:200]}); {_what_to_do(model)}")
+    return shared_load_error(model, exc, offline=offline, noun="image model", example=DEFAULT_SIGLIP_MODEL,
+                             local_hint=f"--model /path/to/medsiglip (env {ENV_MODEL})")
 
 
 def resolve_source(settings: SiglipSettings) -> tuple[str, bool]:
     """(id or folder for from_pretrained, local_files_only)."""
     model = settings.resolved_model()
-    local_only = settings.local_files_only if settings.local_files_only is not None else _hub_offline()
-    if _looks_like_path(model):
+    local_only = settings.local_files_only if settings.local_files_only is not None else hub_offline()
+    if looks_like_path(model):
         path = Path(model).expanduser()
         if not path.exists():
             raise ConfigError(f"image model folder {str(path)!r} does not exist: pass the folder that holds config.json "
@@ -207,7 +181,7 @@ def load_siglip(settings: SiglipSettings | None = None) -> SiglipEncoder:
         except ConfigError:
             raise
         except (OSError, ValueError, KeyError, ImportError) as exc:
-            raise load_error(model_name, exc, offline=local_only and not _looks_like_path(model_name)) from None
+            raise load_error(model_name, exc, offline=local_only and not looks_like_path(model_name)) from None
         except Exception as exc:  # noqa: BLE001 - requests/httpx errors when the hub is unreachable
             raise load_error(model_name, exc, offline=False) from None
         finally:

@@ -7,7 +7,6 @@ Multimodal checkpoints (``google/medgemma-27b-it``, ``google/medgemma-4b-it``, M
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,41 +14,7 @@ from chartwise.fhir.errors import ConfigError
 
 from .config import BackendConfig
 
-_TRUTHY = {"1", "true", "yes", "on"}
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUTHY
-
-
-def looks_like_path(model: str) -> bool:
-    return (model.startswith(("/", "./", "../", "~")) or os.sep + os.sep in model or model.count("/") > 1
-            or Path(model).expanduser().exists())
-
-
-def _what_to_do(model: str) -> str:
-    return (f"accept the licence at https://huggingface.co/{model} and run `hf auth login` "
-            f"(weights then download on first use), or pass a local folder with --model /path/to/weights "
-            f"(env CHARTWISE_MODEL)")
-
-
-def load_error(model: str, exc: BaseException, *, offline: bool) -> ConfigError:
-    """Translate a hub or file error from ``from_pretrained`` into a one-line ConfigError."""
-    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
-
-    if isinstance(exc, GatedRepoError):
-        return ConfigError(f"model {model!r} is gated: {_what_to_do(model)}")
-    if isinstance(exc, RepositoryNotFoundError):
-        return ConfigError(f"model {model!r} not found on the Hugging Face Hub (check the id, e.g. "
-                           f"google/medgemma-27b-it) or it is gated: {_what_to_do(model)}")
-    if isinstance(exc, RevisionNotFoundError):
-        return ConfigError(f"model {model!r}: revision not found (fix the revision setting)")
-    if offline or isinstance(exc, LocalEntryNotFoundError):
-        return ConfigError(f"model {model!r}: weights are not in the local Hugging Face cache and the hub is "
-                           f"offline (HF_HUB_OFFLINE=1); unset HF_HUB_OFFLINE and {_what_to_do(model)}")
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return ConfigError(f"model {model!r} could not be loaded ({first}); {_what_to_do(model)}")
+from chartwise.tools.hf_loading import hub_offline, load_error, looks_like_path  # noqa: F401  (shared with MedSigLIP)
 
 
 def resolve_source(config: BackendConfig) -> tuple[str, bool]:
