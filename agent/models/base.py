@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, overload
 
 from .budget import TokenBudget
+from .thinking import ThoughtStripper
 from .types import Capabilities, Generation, Message, StreamChunk, Usage
 
 Messages = str | Sequence[Message] | Sequence[dict[str, Any]]
@@ -93,3 +94,36 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` at the first stop string; return (text, stopped)."""
     cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+class VisibleText:
+    """What a stream shows the user: thoughts stripped, leading blanks dropped, cut at the first stop string.
+
+    Both streaming backends feed their raw pieces here, so streamed and non-streamed outputs agree.
+    """
+
+    def __init__(self, stop: Sequence[str] | None = None) -> None:
+        self._stripper = ThoughtStripper()
+        self._stop = list(stop or [])
+        self.emitted = ""
+        self.stopped = False
+        self._lead = True
+
+    def feed(self, piece: str) -> str:
+        """The newly visible text for a raw ``piece`` ("" once a stop string was reached)."""
+        if self.stopped:
+            return ""
+        visible = self._stripper.feed(piece)
+        if self._lead:
+            visible = visible.lstrip()
+            self._lead = not visible
+        if self._stop:
+            cut, self.stopped = truncate_at_stop(self.emitted + visible, self._stop)
+            visible = cut[len(self.emitted):]
+        self.emitted += visible
+        return visible
+
+    def tail(self) -> str:
+        """What the thought stripper still held back, at the end of the stream."""
+        return "" if self.stopped else self._stripper.flush().rstrip()
+

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from chartwise.fhir.errors import ConfigError
 
-from .base import Messages, ModelBackend, truncate_at_stop
+from .base import Messages, ModelBackend, VisibleText, truncate_at_stop
 from .budget import default_limits
 from .config import BackendConfig
 from .images import load_images
-from .thinking import THOUGHT_END, THOUGHT_START, ThoughtStripper, add_think_instruction, split_thoughts
+from .thinking import THOUGHT_END, THOUGHT_START, add_think_instruction, split_thoughts
 from .types import Capabilities, Generation, Message, StreamChunk, Usage, as_messages
 
 _TURN_TOKENS = ("<start_of_turn>", "<end_of_turn>", "<eos>", "<bos>", "<pad>")
@@ -159,28 +159,17 @@ class TransformersBackend(ModelBackend):
         def chunks() -> Iterator[StreamChunk]:
             thread = threading.Thread(target=run, daemon=True)
             thread.start()
-            stripper = ThoughtStripper()
-            emitted, stopped, lead = "", False, True
+            view = VisibleText(stop)
             for piece in streamer:
-                if stopped:
-                    continue
-                visible = stripper.feed(self._special_re.sub("", piece))
-                if lead:
-                    visible = visible.lstrip()
-                    lead = not visible
-                if stop:
-                    cut, stopped = truncate_at_stop(emitted + visible, stop)
-                    visible = cut[len(emitted):]
+                visible = view.feed(self._special_re.sub("", piece))
                 if visible:
-                    emitted += visible
                     yield StreamChunk(text=visible)
             thread.join()
             if "error" in result:
                 raise result["error"]
-            tail = "" if stopped else stripper.flush()
             new = result["out"][0][n_prompt:].tolist()
-            ended = stopped or (bool(new) and new[-1] in self._eos_ids) or len(new) < max_new_tokens
-            yield StreamChunk(text=tail.rstrip(), usage=Usage(prompt_tokens=n_prompt, completion_tokens=len(new)),
+            ended = view.stopped or (bool(new) and new[-1] in self._eos_ids) or len(new) < max_new_tokens
+            yield StreamChunk(text=view.tail(), usage=Usage(prompt_tokens=n_prompt, completion_tokens=len(new)),
                               finish_reason="stop" if ended else "length")
 
         return chunks()

@@ -19,11 +19,11 @@ import httpx
 from chartwise.fhir.errors import ChartwiseError, ConfigError
 from chartwise.fhir.httputil import retry_after_seconds  # noqa: F401  (re-exported for callers)
 
-from .base import Messages, ModelBackend, truncate_at_stop
+from .base import Messages, ModelBackend, VisibleText, truncate_at_stop
 from .budget import estimate_tokens
 from .config import BackendConfig
 from .images import image_to_data_url, load_images
-from .thinking import ThoughtStripper, split_thoughts
+from .thinking import split_thoughts
 from .types import Capabilities, Generation, Message, StreamChunk, Usage, as_messages, attach_images
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -208,9 +208,8 @@ class OpenAIBackend(ModelBackend):
         return events()
 
     def _sse_chunks(self, lines: Any, messages: list[Message], stop: list[str]) -> Iterator[StreamChunk]:
-        stripper = ThoughtStripper()
+        view = VisibleText(stop)
         raw_parts: list[str] = []
-        emitted, stopped, lead = "", False, True
         usage_data: dict[str, Any] | None = None
         finish: str | None = None
         for line in lines:
@@ -228,23 +227,15 @@ class OpenAIBackend(ModelBackend):
             for choice in event.get("choices") or []:
                 delta = (choice.get("delta") or {}).get("content") or ""
                 finish = choice.get("finish_reason") or finish
-                if not delta or stopped:
+                if not delta or view.stopped:
                     continue
                 raw_parts.append(delta)
-                visible = stripper.feed(delta)
-                if lead:
-                    visible = visible.lstrip()
-                    lead = not visible
-                if stop:
-                    cut, stopped = truncate_at_stop(emitted + visible, stop)
-                    visible = cut[len(emitted):]
+                visible = view.feed(delta)
                 if visible:
-                    emitted += visible
                     yield StreamChunk(text=visible)
-        tail = "" if stopped else stripper.flush().rstrip()
         usage = self._usage(usage_data, messages, "".join(raw_parts))
-        yield StreamChunk(text=tail, usage=usage, finish_reason="length" if finish == "length" and not stopped
-                          else "stop")
+        yield StreamChunk(text=view.tail(), usage=usage,
+                          finish_reason="length" if finish == "length" and not view.stopped else "stop")
 
     # -- async ----------------------------------------------------------------------------------
     async def agenerate(self, messages: Messages, images: Sequence[Any] | None = None, *,
