@@ -47,3 +47,25 @@ def load_error(model: str, exc: BaseException, *, offline: bool, noun: str = "mo
                            f"offline (HF_HUB_OFFLINE=1); unset HF_HUB_OFFLINE and {todo}")
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ConfigError(f"{noun} {model!r} could not be loaded ({first[:200]}); {todo}")
+
+
+def resolve_model_source(model: str, local_files_only: bool | None, *, noun: str = "model",
+                         example: str = "google/medgemma-27b-it", setting: str = "") -> tuple[Path | str, bool]:
+    """(a checked local folder, or a hub id ``owner/name``; local_files_only) for ``from_pretrained``.
+
+    A folder must exist and hold ``config.json``; ``setting`` (e.g. " (--model or env X)") is named in errors.
+    """
+    local_only = local_files_only if local_files_only is not None else hub_offline()
+    if looks_like_path(model):
+        path = Path(model).expanduser()
+        if not path.exists():
+            raise ConfigError(f"{noun} folder {str(path)!r} does not exist: pass the folder that holds config.json "
+                              f"and the weights{setting}, or a hub id such as {example}")
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{noun} folder {str(path)!r} has no config.json: pass a folder saved with "
+                              f"save_pretrained or downloaded with `hf download {example} --local-dir DIR`")
+        return path, True
+    if model.count("/") != 1:
+        raise ConfigError(f"{noun} {model!r} is neither a hub id (owner/name, e.g. {example}) nor an "
+                          f"existing folder{setting}")
+    return model, local_only

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from chartwise.fhir.errors import ConfigError
 
-from .hf_loading import hub_offline, looks_like_path
+from .hf_loading import looks_like_path, resolve_model_source
 from .hf_loading import load_error as shared_load_error
 
 DEFAULT_SIGLIP_MODEL = "google/medsiglip-448"
@@ -49,20 +49,9 @@ def load_error(model: str, exc: BaseException, *, offline: bool) -> ConfigError:
 def resolve_source(settings: SiglipSettings) -> tuple[str, bool]:
     """(id or folder for from_pretrained, local_files_only)."""
     model = settings.resolved_model()
-    local_only = settings.local_files_only if settings.local_files_only is not None else hub_offline()
-    if looks_like_path(model):
-        path = Path(model).expanduser()
-        if not path.exists():
-            raise ConfigError(f"image model folder {str(path)!r} does not exist: pass the folder that holds config.json "
-                              f"and the weights (--model or env {ENV_MODEL}), or a hub id such as {DEFAULT_SIGLIP_MODEL}")
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"image model folder {str(path)!r} has no config.json: pass a folder saved with "
-                              f"save_pretrained or downloaded with `hf download {DEFAULT_SIGLIP_MODEL} --local-dir DIR`")
-        return str(path.resolve()), True
-    if model.count("/") != 1:
-        raise ConfigError(f"image model {model!r} is neither a hub id (owner/name, e.g. {DEFAULT_SIGLIP_MODEL}) nor an "
-                          f"existing folder (--model or env {ENV_MODEL})")
-    return model, local_only
+    source, local_only = resolve_model_source(model, settings.local_files_only, noun="image model",
+                                              example=DEFAULT_SIGLIP_MODEL, setting=f" (--model or env {ENV_MODEL})")
+    return (str(source.resolve()) if isinstance(source, Path) else source), local_only
 
 
 def torch_settings(settings: SiglipSettings) -> tuple[Any, str]:

@@ -7,14 +7,13 @@ Multimodal checkpoints (``google/medgemma-27b-it``, ``google/medgemma-4b-it``, M
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from chartwise.fhir.errors import ConfigError
+# hub_offline and looks_like_path are re-exported for the OpenAI backend's tokenizer loading.
+from chartwise.tools.hf_loading import hub_offline, load_error, looks_like_path, resolve_model_source  # noqa: F401
 
 from .config import BackendConfig
-
-from chartwise.tools.hf_loading import hub_offline, load_error, looks_like_path  # noqa: F401  (shared with MedSigLIP)
 
 
 def resolve_source(config: BackendConfig) -> tuple[str, bool]:
@@ -22,20 +21,8 @@ def resolve_source(config: BackendConfig) -> tuple[str, bool]:
     model = config.model.strip()
     if not model:
         raise ConfigError("no model set: pass --model google/medgemma-27b-it (or a local folder), env CHARTWISE_MODEL")
-    local_only = config.local_files_only if config.local_files_only is not None else hub_offline()
-    if looks_like_path(model):
-        path = Path(model).expanduser()
-        if not path.exists():
-            raise ConfigError(f"model folder {str(path)!r} does not exist: pass the folder that holds config.json "
-                              f"and the weights, or a hub id such as google/medgemma-27b-it")
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"model folder {str(path)!r} has no config.json: pass a folder saved with "
-                              f"save_pretrained or downloaded with `hf download google/medgemma-27b-it --local-dir DIR`")
-        return str(path), True
-    if model.count("/") != 1:
-        raise ConfigError(f"model {model!r} is neither a hub id (owner/name, e.g. google/medgemma-27b-it) nor an "
-                          f"existing folder")
-    return model, local_only
+    source, local_only = resolve_model_source(model, config.local_files_only)
+    return str(source), local_only
 
 
 def torch_settings(config: BackendConfig) -> dict[str, Any]:
