@@ -13,22 +13,11 @@ from chartwise.agent.context import AgentSettings
 from chartwise.agent.verifier import citations_in
 from chartwise.cliutil import sample_path
 from chartwise.fhir.store import load
+from _agent_fixtures import _audit_to_tmp, _index_in_tmp  # noqa: F401  (autouse fixtures)
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "agent_graph.mmd"
 
 
-@pytest.fixture(autouse=True)
-def _audit_to_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("CHARTWISE_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _index_in_tmp(tmp_path_factory):
-    """The real retrieval tools (``chartwise.tools``) over a scratch index."""
-    from chartwise.tools import IndexSettings, configure
-    configure(IndexSettings(path=tmp_path_factory.mktemp("index")))
-    yield
-    configure(None)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from chartwise.agent.verifier import citations_in
 from chartwise.cliutil import sample_path
 from chartwise.fhir.deid import phi_values
 from chartwise.fhir.store import load
+from _agent_fixtures import _audit_to_tmp, _index_in_tmp  # noqa: F401  (autouse fixtures)
 
 DATA = json.loads((Path(__file__).parent / "data" / "injection_notes.json").read_text())
 CASES = DATA["cases"]
@@ -38,17 +39,6 @@ class RecordingToolbox(RetrievalToolbox):
         return super().call(name, arguments)
 
 
-@pytest.fixture(autouse=True)
-def _audit_to_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("CHARTWISE_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _index_in_tmp(tmp_path_factory):
-    from chartwise.tools import IndexSettings, configure
-    configure(IndexSettings(path=tmp_path_factory.mktemp("index")))
-    yield
-    configure(None)
 
 
 @pytest.fixture(scope="module")

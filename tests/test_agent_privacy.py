@@ -21,17 +21,10 @@ from chartwise.cliutil import sample_path
 from chartwise.fhir.deid import DeidSettings, phi_values
 from chartwise.fhir.store import load
 from chartwise.privacy import capture_logs, scan_for_phi
+from _agent_fixtures import _index_in_tmp  # noqa: F401  (autouse fixtures)
 
 NOTE_ID = "priv-note"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _index_in_tmp(tmp_path_factory):
-    """The real retrieval tools (``chartwise.tools``) over a scratch index."""
-    from chartwise.tools import IndexSettings, configure
-    configure(IndexSettings(path=tmp_path_factory.mktemp("index")))
-    yield
-    configure(None)
 
 
 @pytest.fixture(scope="module")
