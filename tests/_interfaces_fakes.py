@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from chartwise.agent.models.base import ModelBackend
 from chartwise.agent.models.types import Capabilities, Generation, StreamChunk, Usage
+from _loopback import LoopbackServer, QuietHandler
 
 UNSUPPORTED = "Blood pressure will certainly normalize next year."
 _LINE = re.compile(r"^\[([A-Z][A-Za-z]+/[A-Za-z0-9\-.#]+|PMID:\d+)\]\s+(\d{4}-\d{2}-\d{2})?", re.M)
@@ -66,12 +65,7 @@ class ChatServer:
         self.requests = 0
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 outer.requests += 1
@@ -86,18 +80,10 @@ class ChatServer:
                                       "message": {"role": "assistant", "content": scripted_reply(content)}}],
                          "usage": {"prompt_tokens": len(content) // 4, "completion_tokens": 30,
                                    "total_tokens": len(content) // 4 + 30}}
-                data = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(reply)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self._server = LoopbackServer(Handler)
+        self.base_url = self._server.base_url
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._server.close()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from chartwise.fhir.deid import DeidSettings, phi_values
 from chartwise.fhir.store import load
 from chartwise.privacy import capture_logs, scan_for_phi
 from _agent_fixtures import _index_in_tmp  # noqa: F401  (autouse fixtures)
+from _loopback import LoopbackServer, QuietHandler
 
 NOTE_ID = "priv-note"
 
@@ -85,32 +84,20 @@ class _ChatServer:
         self.bodies: list[str] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 outer.bodies.append(raw.decode())
                 body = json.loads(raw)
                 prompt = "\n".join(m["content"] if isinstance(m["content"], str) else json.dumps(m["content"])
                                    for m in body["messages"])
-                data = json.dumps({"id": "c", "object": "chat.completion", "model": body.get("model"),
+                self.send_json({"id": "c", "object": "chat.completion", "model": body.get("model"),
                                    "choices": [{"index": 0, "message": {"role": "assistant", "content": outer.reply(prompt)},
                                                 "finish_reason": "stop"}],
-                                   "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": 20}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                                "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": 20}})
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self._server = LoopbackServer(Handler)
+        self.base_url = self._server.base_url
 
     @staticmethod
     def reply(prompt: str) -> str:
@@ -124,8 +111,7 @@ class _ChatServer:
         return "Not in the evidence."
 
     def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._server.close()
 
 
 def test_remote_backend_sees_pseudonyms_and_answer_is_reidentified(with_note, tmp_path, monkeypatch):

@@ -9,7 +9,6 @@ import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from chartwise.agent.models import BackendConfig, Generation, collect, load_back
 from chartwise.agent.models.openai_backend import BackendError, OpenAIBackend, backoff_delay, retry_after_seconds
 from chartwise.agent.models.vertex import VertexBackend, vertex_chat_url
 from chartwise.fhir.errors import ConfigError
+from _loopback import LoopbackServer, QuietHandler
 
 PNG = Path("/work/shared/data/images/nih-cxr14/00000001_000.png")
 MODEL = "google/medgemma-27b-it"
@@ -62,12 +62,7 @@ class ChatServer:
         self.requests: list[dict] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):  # quiet
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -85,23 +80,13 @@ class ChatServer:
                         self.wfile.flush()
                     self.close_connection = True
                     return
-                data = json.dumps(reply.body if reply.body is not None else {}).encode()
-                self.send_response(reply.status)
-                for k, v in reply.headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(reply.body if reply.body is not None else {}, reply.status, reply.headers)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self._server = LoopbackServer(Handler)
+        self.base_url = self._server.base_url
 
     def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._server.close()
 
 
 @pytest.fixture(scope="module")
