@@ -48,7 +48,11 @@ def naive(store, patient, k):
 
 
 def run(name, sets, k, out_rows):
+    # each set starts from an empty store: vectors shared between the patients of one set are reused
+    # (as in a deployment indexing a population), none carried over from the set before
+    configure(IndexSettings(path=Path(tempfile.mkdtemp(prefix="chartwise-bench-"))))
     store = get_store()
+    store.embedder(["model warm-up, not timed"])  # the first call loads the model: neither method pays it
     rec, tok, lat, nrec, ntok, t_idx, t_naive, whole, raw, over = [], [], [], [], [], [], [], [], [], 0
     for recs, qs in sets:
         by_patient = {}
@@ -95,7 +99,6 @@ def main():
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--big", action="store_true")
     args = ap.parse_args()
-    configure(IndexSettings(path=Path(tempfile.mkdtemp(prefix="chartwise-bench-"))))
     data = shared_data() / "fhir"
     syn, notes = load(data / "synthea-r4" / "bundles"), load(data / "bulk-notes" / "ndjson")
     rows = []
@@ -108,13 +111,19 @@ def main():
     merged = load(merged_chart())
     n = len(merged.patient().keys)
     run(f"one {n:,}-resource chart", [(merged, build_set(merged, seed=5, per_kind=6, label="M"))], args.k, rows)
-    last = rows[-4]
-    print(f"\np50 query latency on the {n:,}-resource chart: {last[7]:.1f} ms (target <= 50 ms: "
-          f"{'MET' if last[7] <= 50 else 'NOT MET'}); index {last[6]:.1f} s vs naive {rows[-3][6]:.1f} s "
-          f"({rows[-3][6] / last[6]:.1f}x faster)")
     if args.big:
         huge = load(large_charts(population=2000, seed=7, top=3))
         run("clinosim p2000 top3", [(huge, build_set(huge, seed=4, per_kind=8, label="H"))], args.k, rows)
+    print()
+    for i in range(0, len(rows), 4):
+        ours, naive_row = rows[i], rows[i + 1]
+        speed = naive_row[6] / ours[6]
+        print(f"{ours[0]}: recall {ours[3]:.3f} at median {ours[5]:.0f} tokens (naive {naive_row[3]:.3f}); index "
+              f"{ours[6]:.2f} s vs naive {naive_row[6]:.2f} s per patient = {speed:.1f}x faster (target >= 10x: "
+              f"{'MET' if speed >= 10 else 'NOT MET'}); query p50 {ours[7]:.1f} ms")
+    last = rows[8]
+    print(f"p50 query latency on the {n:,}-resource chart: {last[7]:.1f} ms (target <= 50 ms: "
+          f"{'MET' if last[7] <= 50 else 'NOT MET'})")
 
 
 if __name__ == "__main__":

@@ -5,21 +5,22 @@ document per distinct **concept** (code displays, codes, the clinician words of 
 group, and the keys of the facts that carry it) rather than one per resource, plus sentence-aware
 **note chunks** with character offsets (cited as ``DocumentReference/id#start-end``).  Every
 document's id carries a content hash: re-indexing an unchanged patient finds every id present and
-embeds nothing; a vector already stored for the same text (another patient, a repeated boilerplate
-sentence) is reused instead of recomputed.
+embeds nothing.  A document's vector is pooled from the vectors of its distinct parts (a chunk's
+sentences; a concept's displays and clinician words), each embedded once per store and found again
+by the hash of its text (:mod:`chartwise.tools.vectors`): copied-forward note sentences and code
+displays shared across patients cost nothing after their first appearance.
 
 Storage: an embedded ``chromadb.PersistentClient`` under :class:`IndexSettings.path`, or a
 ``chromadb.HttpClient`` when ``host``/``port`` are set; telemetry is off either way.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import bm25s
 import numpy as np
@@ -30,18 +31,29 @@ from chartwise.fhir.store import PatientRecord
 
 from .config import IndexSettings
 from .embedding import SentenceTransformerEmbedding
+from .vectors import VectorCache, pool, text_hash
 from .vocabulary import Group, groups_for_display, groups_in_text, words
 
 log = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
+#: Layout version in the collection names: ``v2`` stores content-addressed vectors (no text, no patient
+#: key); collections of earlier layouts are left alone and can be deleted.
+SCHEMA = "v2"
 #: Note chunks aim at this many characters (sentences are never split unless longer than this).
 CHUNK_CHARS = 360
 RRF_K = 60
 
 
-def _hash(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=10).hexdigest()
+_hash = text_hash
+
+
+class Doc(NamedTuple):
+    """One stored vector: its content-address id, the text it embeds, and the parts it is pooled from instead (if any)."""
+
+    id: str
+    text: str
+    parts: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------------------- documents
@@ -57,11 +69,18 @@ class Concept:
     displays: list[str]
     facts: list[ClinicalFact] = field(default_factory=list)
     groups: list[Group] = field(default_factory=list)
+    #: what lexical search reads: displays, the clinician words of its vocabulary groups, the category
     text: str = ""
 
     @property
+    def dense_text(self) -> str:
+        """What is embedded: the record's own words for it (clinician words reach it lexically)."""
+        return " | ".join(self.displays)
+
+    @property
     def doc_id(self) -> str:
-        return _hash(self.text)
+        """Content address of its vector: shared by every record holding the same concept."""
+        return f"{_hash(self.key)}{_hash(self.dense_text)}"
 
 
 @dataclass
@@ -72,6 +91,8 @@ class Chunk:
     start: int
     end: int
     text: str
+    #: the chunk's sentences (their vectors pool into the chunk's vector)
+    sentences: tuple[str, ...] = ()
 
     @property
     def citation(self) -> str:
@@ -155,17 +176,19 @@ def chunk_note(note: ClinicalFact, size: int = CHUNK_CHARS) -> list[Chunk]:
         if b > a:
             sents.append((a, b))
     chunks: list[Chunk] = []
-    cur: tuple[int, int] | None = None
+    group: list[tuple[int, int]] = []
+
+    def close() -> None:
+        a, b = group[0][0], group[-1][1]
+        chunks.append(Chunk(note, a, b, text[a:b], tuple(text[x:y] for x, y in group)))
+
     for a, b in sents:
-        if cur is None:
-            cur = (a, b)
-        elif b - cur[0] <= size:
-            cur = (cur[0], b)
-        else:
-            chunks.append(Chunk(note, cur[0], cur[1], text[cur[0]:cur[1]]))
-            cur = (a, b)
-    if cur is not None:
-        chunks.append(Chunk(note, cur[0], cur[1], text[cur[0]:cur[1]]))
+        if group and b - group[0][0] > size:
+            close()
+            group = []
+        group.append((a, b))
+    if group:
+        close()
     return chunks
 
 
@@ -203,50 +226,49 @@ class IndexStore:
             self.max_batch = int(self.client.get_max_batch_size())
         except Exception:  # noqa: BLE001
             self.max_batch = 1000
+        self.vector_cache = VectorCache(lambda: self.collection("parts"), self.embedder, self.max_batch)
 
     def collection(self, kind: str) -> Any:
         with self._lock:
             if kind not in self._collections:
                 safe_model = re.sub(r"[^A-Za-z0-9]+", "-", self.settings.model)[-40:].strip("-")
-                name = f"{self.settings.prefix}-{kind}-{safe_model}"[:60].strip("-")
+                name = f"{self.settings.prefix}-{kind}-{SCHEMA}-{safe_model}"[:63].strip("-")
                 self._collections[kind] = self.client.get_or_create_collection(
                     name=name, embedding_function=self.embedder, metadata={"hnsw:space": "cosine"})
             return self._collections[kind]
 
-    # -- content-addressed upsert
-    def sync(self, kind: str, scope: str, docs: list[tuple[str, str, dict]]) -> int:
-        """Make ``kind`` hold exactly ``docs`` (id, text, metadata) for ``scope``; returns texts embedded.
+    # -- content-addressed storage
+    def sync(self, kind: str, docs: Iterable[Doc]) -> int:
+        """Make sure ``kind`` holds a vector for every doc; returns how many texts had to be embedded.
 
-        Ids already present are left alone; ids no longer wanted are deleted; new ids reuse any stored
-        vector with the same text hash and embed only texts never seen.
+        Ids are content hashes, so a stored vector is shared by every record (and every re-index)
+        that asks for the same document: only ids never stored before are computed.  A doc without
+        parts is embedded as a whole; one with parts is pooled from the parts' cached vectors.
         """
         col = self.collection(kind)
-        existing = set(col.get(where={"scope": scope}, include=[])["ids"])
-        wanted = {d[0]: d for d in docs}
-        stale = [i for i in existing if i not in wanted]
-        for i in range(0, len(stale), self.max_batch):
-            col.delete(ids=stale[i:i + self.max_batch])
-        new = [d for i, d in wanted.items() if i not in existing]
+        wanted = {d.id: d for d in docs}
+        ids = list(wanted)
+        present: set[str] = set()
+        for i in range(0, len(ids), self.max_batch):
+            present.update(col.get(ids=ids[i:i + self.max_batch], include=[])["ids"])
+        new = [d for i, d in wanted.items() if i not in present]
         if not new:
             return 0
-        hashes = sorted({d[2]["hash"] for d in new})
         vectors: dict[str, np.ndarray] = {}
-        for i in range(0, len(hashes), 500):
-            got = col.get(where={"hash": {"$in": hashes[i:i + 500]}}, include=["embeddings", "metadatas"])
-            for meta, emb in zip(got["metadatas"], got["embeddings"] if got["embeddings"] is not None else []):
-                vectors.setdefault(meta["hash"], np.asarray(emb, dtype=np.float32))
-        missing: dict[str, str] = {}
-        for _, text, meta in new:
-            if meta["hash"] not in vectors:
-                missing.setdefault(meta["hash"], text)
-        if missing:
-            embedded = self.embedder(list(missing.values()))
-            vectors.update(zip(missing.keys(), embedded))
+        whole = [d for d in new if not d.parts]
+        if whole:
+            vectors.update(zip([d.id for d in whole], self.embedder([d.text for d in whole])))
+        pooled = [d for d in new if d.parts]
+        embedded = len(whole)
+        if pooled:
+            found, n = self.vector_cache.vectors([p for d in pooled for p in d.parts])
+            embedded += n
+            for d in pooled:
+                vectors[d.id] = pool([found[_hash(p)] for p in d.parts], [len(p) for p in d.parts])
         for i in range(0, len(new), self.max_batch):
             batch = new[i:i + self.max_batch]
-            col.add(ids=[d[0] for d in batch], documents=[d[1] for d in batch], metadatas=[d[2] for d in batch],
-                    embeddings=[vectors[d[2]["hash"]] for d in batch])
-        return len(missing)
+            col.add(ids=[d.id for d in batch], embeddings=[vectors[d.id] for d in batch])
+        return embedded
 
     def embed_query(self, text: str) -> np.ndarray:
         """One query vector (cached; encoded on one thread, which is fastest for a single short text)."""
@@ -266,12 +288,25 @@ class IndexStore:
         self._qcache[text] = vec
         return vec
 
-    def dense(self, kind: str, vector: np.ndarray, where: dict, k: int) -> list[tuple[str, float]]:
+    def dense(self, kind: str, vector: np.ndarray, ids: list[str], k: int) -> list[tuple[str, float]]:
+        """The ``k`` of ``ids`` nearest to ``vector`` (cosine distance), nearest first."""
+        if not ids or k <= 0:
+            return []
         col = self.collection(kind)
-        res = col.query(query_embeddings=[vector], n_results=k, where=where, include=["distances"])
-        ids = res["ids"][0] if res["ids"] else []
-        dists = res["distances"][0] if res.get("distances") else [0.0] * len(ids)
-        return list(zip(ids, dists))
+        res = col.query(query_embeddings=[vector], ids=ids, n_results=min(k, len(ids)), include=["distances"])
+        found = res["ids"][0] if res["ids"] else []
+        dists = res["distances"][0] if res.get("distances") else [0.0] * len(found)
+        return list(zip(found, dists))
+
+    def embeddings(self, kind: str, ids: list[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by id."""
+        col = self.collection(kind)
+        out: dict[str, np.ndarray] = {}
+        for i in range(0, len(ids), self.max_batch):
+            got = col.get(ids=ids[i:i + self.max_batch], include=["embeddings"])
+            embs = got["embeddings"] if got["embeddings"] is not None else []
+            out.update((h, np.asarray(e, dtype=np.float32)) for h, e in zip(got["ids"], embs))
+        return out
 
 
 _STORES: dict[str, IndexStore] = {}
@@ -348,7 +383,12 @@ class ChunkHit:
 
 
 class PatientIndex:
-    """One patient's concepts and note chunks, searchable by hybrid (BM25 + dense, RRF) retrieval."""
+    """One patient's concepts and note chunks, searchable by hybrid (BM25 + dense, RRF) retrieval.
+
+    Vectors live in the store under content hashes (a concept's key and displays; a chunk's text),
+    shared with every other record that has the same document; what belongs to this patient is the
+    set of ids held here, and dense search is restricted to it.
+    """
 
     def __init__(self, record: PatientRecord, store: IndexStore | None = None) -> None:
         self.record = record
@@ -356,31 +396,27 @@ class PatientIndex:
         self.scope = record.patient_key
         self.facts = record.facts
         self.concepts = build_concepts(self.facts)
-        self.concept_by_doc = {self._concept_id(c): c for c in self.concepts}
+        self.concept_by_doc = {c.doc_id: c for c in self.concepts}
         self.concept_of_fact = {f.key: c for c in self.concepts for f in c.facts}
         self.notes = [f for f in self.facts if f.category == Category.note and f.text]
         self.chunks = [ch for note in self.notes for ch in chunk_note(note)]
-        self.chunk_by_id = {self._chunk_id(ch): ch for ch in self.chunks}
+        #: chunks by the content hash of their text (copied-forward text: one vector, many chunks), newest note first
+        self.chunks_by_hash: dict[str, list[Chunk]] = {}
+        for ch in sorted(self.chunks, key=lambda ch: (ch.note.day or "", ch.note.key), reverse=True):
+            self.chunks_by_hash.setdefault(_hash(ch.text), []).append(ch)
         self.embedded = 0
         self.last_day = max((f.day for f in self.facts if f.day), default=None)
         self._concept_lex = Lexical([c.text for c in self.concepts])
         self._chunk_lex = Lexical([f"{ch.note.label} {ch.text}" for ch in self.chunks])
 
-    def _concept_id(self, c: Concept) -> str:
-        return f"{_hash(self.scope)}:{c.doc_id}:{_hash(c.key)}"
-
-    def _chunk_id(self, ch: Chunk) -> str:
-        return f"{_hash(self.scope)}:{ch.citation}:{_hash(ch.text)}"
-
     def build(self) -> "PatientIndex":
-        """Bring the stored vectors up to date with the record (embeds only what is new)."""
-        concept_docs = [(self._concept_id(c), c.text, {"scope": self.scope, "hash": c.doc_id, "category": c.category,
-                                                       "key": c.key}) for c in self.concepts]
-        chunk_docs = [(self._chunk_id(ch), ch.text, {"scope": self.scope, "hash": _hash(ch.text), "note": ch.note.key,
-                                                     "day": ch.note.day or "", "category": "note"}) for ch in self.chunks]
-        self.embedded = self.store.sync("concepts", self.scope, concept_docs)
-        self.embedded += self.store.sync("chunks", self.scope, chunk_docs)
-        log.debug("index: %d concepts, %d chunks, %d texts embedded", len(self.concepts), len(self.chunks), self.embedded)
+        """Bring the stored vectors up to date with the record (embeds only what the store has never seen)."""
+        concept_docs = [Doc(c.doc_id, c.dense_text) for c in self.concepts]
+        chunk_docs = [Doc(h, chs[0].text, chs[0].sentences) for h, chs in self.chunks_by_hash.items()]
+        self.embedded = self.store.sync("concepts", concept_docs)
+        self.embedded += self.store.sync("chunks", chunk_docs)
+        log.debug("index: %d concepts, %d chunks (%d distinct), %d texts embedded", len(self.concepts), len(self.chunks),
+                  len(self.chunks_by_hash), self.embedded)
         return self
 
     # -- search
@@ -390,14 +426,11 @@ class PatientIndex:
         pool = [c for c in self.concepts if not categories or c.category in categories]
         if not pool or not query.strip():
             return []
-        allowed = {self._concept_id(c) for c in pool}
-        lex = [self._concept_id(self.concepts[i]) for i, _ in self._concept_lex.search(query, k=50)]
+        allowed = {c.doc_id for c in pool}
+        lex = [self.concepts[i].doc_id for i, _ in self._concept_lex.search(query, k=50)]
         lex = [i for i in lex if i in allowed]
-        where: dict[str, Any] = {"scope": self.scope}
-        if categories:
-            where = {"$and": [{"scope": self.scope}, {"category": {"$in": list(categories)}}]}
         vec = vector if vector is not None else self.store.embed_query(query)
-        dense = [i for i, _ in self.store.dense("concepts", vec, where, min(k * 3, len(pool)))]
+        dense = [i for i, _ in self.store.dense("concepts", vec, sorted(allowed), k * 3)]
         fused = rrf(lex, dense)
         # vocabulary: a concept in a group the question names outranks any fused score
         matched = groups_in_text(vocab_text or query)
@@ -406,13 +439,15 @@ class PatientIndex:
         for cid in allowed:
             c = self.concept_by_doc[cid]
             score = fused.get(cid, 0.0)
-            best = None
+            best, best_group = None, None
             for g in c.groups:
                 p = phrase_of.get(id(g))
                 if p and (best is None or len(p) > len(best)):
-                    best = p
+                    best, best_group = p, g
             if best:
                 score += 1.0 + len(best) / 100.0
+                if best_group is not None and best_group.kind == c.category:
+                    score += 0.05  # a lab group's results outrank its orders (ServiceRequest with the same code)
             if score > 0:
                 hits.append(ConceptHit(c, score, best))
         hits.sort(key=lambda h: (-h.score, -len(h.concept.facts), h.concept.key))
@@ -428,31 +463,20 @@ class PatientIndex:
             d = ch.note.day or ""
             return (not date_from or d >= date_from) and (not date_to or d <= date_to)
 
-        pool_ids = {cid for cid, ch in self.chunk_by_id.items() if ok(ch)}
-        if not pool_ids:
+        in_range = {h: [ch for ch in chs if ok(ch)] for h, chs in self.chunks_by_hash.items()}
+        in_range = {h: chs for h, chs in in_range.items() if chs}
+        if not in_range:
             return []
         lex_hits = self._chunk_lex.search(query, k=200)
-        lex = [self._chunk_id(self.chunks[i]) for i, _ in lex_hits]
-        lex = [i for i in lex if i in pool_ids][: k * 5]
+        lex = [self.chunks[i].citation for i, _ in lex_hits if ok(self.chunks[i])][: k * 5]
         vec = vector if vector is not None else self.store.embed_query(query)
-        n = min(len(self.chunks), max(k * 10, 50))
-        dense = [i for i, _ in self.store.dense("chunks", vec, {"scope": self.scope}, n) if i in pool_ids]
-        if len(dense) < k and len(pool_ids) < len(self.chunks):
-            # a narrow date filter: rank the few chunks in range exactly
-            dense = self._rank_exact(vec, pool_ids)
-        fused = rrf(lex, dense[: k * 5])
+        ranked_hashes = [h for h, _ in self.store.dense("chunks", vec, sorted(in_range), max(k * 10, 50))]
+        # a text shared by several chunks ranks them together, newest note first
+        dense = [ch.citation for h in ranked_hashes for ch in in_range[h]][: k * 5]
+        fused = rrf(lex, dense)
+        by_citation = {ch.citation: ch for chs in in_range.values() for ch in chs}
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-        return [ChunkHit(self.chunk_by_id[i], s) for i, s in ranked]
-
-    def _rank_exact(self, vec: np.ndarray, ids: set[str]) -> list[str]:
-        col = self.store.collection("chunks")
-        got = col.get(ids=sorted(ids), include=["embeddings"])
-        if got["embeddings"] is None or not len(got["ids"]):
-            return []
-        m = np.asarray(got["embeddings"], dtype=np.float32)
-        sims = m @ vec
-        order = np.argsort(-sims, kind="stable")
-        return [got["ids"][i] for i in order]
+        return [ChunkHit(by_citation[i], s) for i, s in ranked]
 
 
 _INDEXES: "OrderedDict[int, tuple[PatientRecord, str, PatientIndex]]" = OrderedDict()

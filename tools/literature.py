@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from chartwise.fhir.errors import InputError
 
 from .config import IndexSettings
-from .index import IndexStore, Lexical, _hash, get_store, rrf
+from .index import Doc, IndexStore, Lexical, _hash, get_store, rrf
 
 SAMPLE = "literature_sample.jsonl"
 
@@ -84,17 +84,20 @@ class LiteratureIndex:
         self.papers = papers
         self.store = store
         self.scope = scope
-        self.by_id = {f"{_hash(scope)}:{p.pmid}:{_hash(p.title + p.abstract)}": p for p in papers}
-        self._lex = Lexical([f"{p.title} {p.abstract}" for p in papers])
+        # content-addressed: the same paper in two corpora is one stored vector
+        self.by_id = {f"{_hash(p.pmid)}{_hash(self._text(p))}": p for p in papers}
+        self._lex = Lexical([f"{p.title} {p.abstract}" for p in self.by_id.values()])
         self._ids = list(self.by_id)
-        docs = [(i, f"{p.title}. {p.abstract}"[:2000], {"scope": scope, "hash": _hash(f"{p.title}. {p.abstract}"[:2000]),
-                                                           "pmid": p.pmid}) for i, p in self.by_id.items()]
-        self.embedded = store.sync("literature", scope, docs)
+        self.embedded = store.sync("literature", [Doc(i, self._text(p)) for i, p in self.by_id.items()])
+
+    @staticmethod
+    def _text(p: Paper) -> str:
+        return f"{p.title}. {p.abstract}"[:2000]
 
     def search(self, query: str, k: int = 5) -> list[tuple[Paper, float]]:
         lex = [self._ids[i] for i, _ in self._lex.search(query, k=50)]
         vec = self.store.embed_query(query)
-        dense = [i for i, _ in self.store.dense("literature", vec, {"scope": self.scope}, min(50, len(self._ids)))]
+        dense = [i for i, _ in self.store.dense("literature", vec, self._ids, 50)]
         fused = rrf(lex, dense)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         return [(self.by_id[i], s) for i, s in ranked]

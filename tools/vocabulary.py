@@ -11,6 +11,7 @@ display.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 
@@ -336,9 +337,43 @@ def groups_in_text(text: str, *, aliases: bool = True) -> list[tuple[Group, str]
 
 def groups_for_display(display: str, codes: list[str]) -> list[Group]:
     """Groups a record concept belongs to: by code, or by a group name inside its display."""
+    return list(_groups_for_display(display, tuple(codes)))
+
+
+_ALNUM = re.compile(r"[a-z0-9]+")
+
+
+def _first_token_index() -> dict[str, set[int]]:
+    """Group positions by the first alphanumeric run of each of their names and aliases.
+
+    A phrase found as whole words in a display has each of its alphanumeric runs as a whole run of
+    the display, so a group none of whose first runs occurs in the display cannot match it by name.
+    """
+    index: dict[str, set[int]] = {}
+    for n, group in enumerate(GROUPS):
+        for phrase in group.names + group.aliases:
+            runs = _ALNUM.findall(phrase)
+            index.setdefault(runs[0] if runs else "", set()).add(n)
+    return index
+
+
+_BY_FIRST_TOKEN = _first_token_index()
+_BY_CODE: dict[str, set[int]] = {}
+for _n, _group in enumerate(GROUPS):
+    for _code in _group.codes:
+        _BY_CODE.setdefault(_code, set()).add(_n)
+
+
+@lru_cache(maxsize=65_536)
+def _groups_for_display(display: str, codes: tuple[str, ...]) -> tuple[Group, ...]:
     norm = normalize(display)
+    candidates = set(_BY_FIRST_TOKEN.get("", ()))
+    for run in set(_ALNUM.findall(norm)):
+        candidates |= _BY_FIRST_TOKEN.get(run, set())
+    for code in codes:
+        candidates |= _BY_CODE.get(code, set())
     out = []
-    for group in GROUPS:
+    for group in (GROUPS[n] for n in sorted(candidates)):
         if any(e and _contains(norm, e) for e in group.exclude):
             continue
         if group.codes and any(c in group.codes for c in codes):
@@ -353,7 +388,7 @@ def groups_for_display(display: str, codes: list[str]) -> list[Group]:
             out.append(group)
         elif any(len(a) >= 4 and _ALIAS_USES.get(a, 0) == 1 and _contains(norm, a) for a in group.aliases):
             out.append(group)  # a brand or specific name written in the record ("Lipitor 20 MG")
-    return out
+    return tuple(out)
 
 
 _ALIAS_USES: dict[str, int] = {}
