@@ -135,7 +135,11 @@ def build_evidence(question: str, patient: PatientRecord, budget: int = DEFAULT_
             extra = []
 
     if named:
-        concepts, extra = named[:4], []
+        # the named concept and every concept sharing a code with it (the order and the result of one
+        # test), results before orders and referrals
+        codes = {code for c in named for code in c.codes}
+        same = [c for c in idx.concepts if c not in named and codes & set(c.codes)]
+        concepts, extra = sorted(named + same, key=lambda c: c.category == Category.other.value)[:4], []
 
     for rank, c in enumerate(concepts + extra):
         weight = 5.0 - rank * 0.3 if c in concepts else 1.0
@@ -174,6 +178,12 @@ def build_evidence(question: str, patient: PatientRecord, budget: int = DEFAULT_
         if "ever" in types:
             cands.fact(facts[-1], weight + 2.0)
             cands.fact(facts[0], weight + 1.0, compact=True)
+            if len(c.resource_types) > 1:
+                # the last of each kind: when last ordered and when last given are different answers
+                for rt in c.resource_types:
+                    last = next((f for f in reversed(facts) if f.resource_type == rt), None)
+                    if last is not None:
+                        cands.fact(last, weight + 1.5)
         if not types & {"count", "window", "at_date", "abnormal", "first", "ever", "list"} or "latest" in types:
             cands.fact(facts[-1], weight + 2.0)
             if rank == 0 and len(facts) > 1:
