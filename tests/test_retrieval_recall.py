@@ -22,7 +22,7 @@ def test_synthea_and_notes_recall():
     kinds = {q.kind for _, qs in sets for q in qs}
     assert {"latest", "at_date", "count", "first", "ever", "vaccine", "allergies", "note"} <= kinds
     score, misses = run_set(sets)
-    assert score >= 0.95, misses[:10]
+    assert score >= 0.98, misses[:10]  # the target; measured 1.000
 
 
 def test_large_chart_recall():
@@ -31,4 +31,4 @@ def test_large_chart_recall():
     assert len(qs) >= 150
     assert max(len(p.keys) for p in recs.patients()) >= 2000
     score, misses = run_set(sets)
-    assert score >= 0.90, misses[:10]
+    assert score >= 0.95, misses[:10]  # the target; measured 1.000
