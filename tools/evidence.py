@@ -31,8 +31,28 @@ from .structured import (AsOfArgs, EvidenceItem, active_medications, fact_item, 
 from .tokens import Tokenizer
 
 DEFAULT_BUDGET = 1500
-_CAT_OF_CUE = {"immunization": "immunization", "allergy": "allergy", "medication": "medication",
-               "condition": "condition", "procedure": "procedure", "encounter": "encounter", "vital": "vital"}
+_CAT_OF_CUE = {"immunization": ["immunization"], "allergy": ["allergy"], "medication": ["medication"],
+               "condition": ["condition"], "procedure": ["procedure"], "encounter": ["encounter"], "vital": ["vital"],
+               # an X-ray or scan is recorded as an ImagingStudy, a Procedure or a DiagnosticReport
+               "imaging": ["imaging", "procedure", "report"]}
+
+#: Words that name a FHIR resource type: among equally good concepts, one carried by the named type wins
+#: ("imaging study" -> the ImagingStudy, not the Procedure of the same X-ray).
+_TYPE_WORDS: list[tuple[str, re.Pattern[str]]] = [
+    ("ImagingStudy", re.compile(r"\b(imaging stud(?:y|ies)|radiology stud(?:y|ies)|dicom stud(?:y|ies))\b", re.I)),
+    ("DiagnosticReport", re.compile(r"\b(reports?|read|impression)\b", re.I)),
+    ("Procedure", re.compile(r"\b(procedures?|performed|underwent|surger\w*|operation)\b", re.I)),
+    ("ServiceRequest", re.compile(r"\b(ordered|orders?|referr\w*|requested)\b", re.I)),
+    ("MedicationRequest", re.compile(r"\b(prescri\w*|rx)\b", re.I)),
+    ("MedicationAdministration", re.compile(r"\b(administ\w*|given|infused|injected)\b", re.I)),
+    ("Condition", re.compile(r"\b(diagnos\w*|dx)\b", re.I)),
+    ("Encounter", re.compile(r"\b(visits?|encounters?|admissions?|admitted)\b", re.I)),
+]
+
+
+def named_resource_types(question: str) -> list[str]:
+    """Resource types the question names in words, most specific first."""
+    return [rt for rt, pat in _TYPE_WORDS if pat.search(question)]
 
 
 class EvidencePack(BaseModel):
@@ -73,7 +93,7 @@ def _dated(c: Concept, a: QuestionAnalysis) -> list[ClinicalFact]:
 
 
 def _concept_categories(a: QuestionAnalysis) -> list[str] | None:
-    cats = [_CAT_OF_CUE[c] for c in a.categories if c in _CAT_OF_CUE]
+    cats = list(dict.fromkeys(cat for c in a.categories for cat in _CAT_OF_CUE.get(c, ())))
     if "vital" in cats or "lab" in a.categories:
         return None  # labs and vitals are often miscategorized; let the concept decide
     return cats or None
@@ -122,7 +142,7 @@ def build_evidence(question: str, patient: PatientRecord, budget: int = DEFAULT_
     grouped = [h for h in hits if h.group_match]
     if grouped:
         best = max(len(h.group_match or "") for h in grouped)
-        concepts = [h.concept for h in grouped if len(h.group_match or "") == best][:8]
+        concepts = _by_named_type([h.concept for h in grouped if len(h.group_match or "") == best], question)[:8]
         extra = [h.concept for h in hits if not h.group_match][:1]
     else:
         concepts = [h.concept for h in hits[:2]]
@@ -139,7 +159,8 @@ def build_evidence(question: str, patient: PatientRecord, budget: int = DEFAULT_
         # test), results before orders and referrals
         codes = {code for c in named for code in c.codes}
         same = [c for c in idx.concepts if c not in named and codes & set(c.codes)]
-        concepts, extra = sorted(named + same, key=lambda c: c.category == Category.other.value)[:4], []
+        concepts = _by_named_type(sorted(named + same, key=lambda c: c.category == Category.other.value), question)
+        concepts, extra = concepts[:4], []
 
     for rank, c in enumerate(concepts + extra):
         weight = 5.0 - rank * 0.3 if c in concepts else 1.0
@@ -218,6 +239,18 @@ def build_evidence(question: str, patient: PatientRecord, budget: int = DEFAULT_
     return EvidencePack(question=question, items=items, tokens=total, analysis=a, dropped=dropped)
 
 
+def _by_named_type(concepts: list[Concept], question: str) -> list[Concept]:
+    """Stable re-order: concepts carried by a resource type the question names come first."""
+    types = named_resource_types(question)
+    if not types:
+        return concepts
+
+    def rank(c: Concept) -> int:
+        return min((types.index(rt) for rt in c.resource_types if rt in types), default=len(types))
+
+    return sorted(concepts, key=rank)
+
+
 def _dated_ok(f: ClinicalFact, a: QuestionAnalysis) -> bool:
     if f.day is None:
         return not (a.date_from or a.date_to)
@@ -232,12 +265,17 @@ def _norm_words(text: str) -> str:
     return " " + " ".join(re.findall(r"[a-z0-9]+", text.lower())) + " "
 
 
+_TRAILING_TAG = re.compile(r"\s*\([^()]*\)\s*$")
+
+
 def named_concepts(concepts: list, question: str, min_chars: int = 8) -> list:
     """Concepts whose label (or a code display) stands word for word in the question, longest first."""
     q = _norm_words(question)
     found = []
     for c in concepts:
         names = {c.label, *c.displays}
+        # clinicians do not say the terminology's tags: "Body mass index 30+ - obesity (finding)"
+        names |= {_TRAILING_TAG.sub("", n) for n in names}
         best = max((len(n) for n in names if len(n) >= min_chars and _norm_words(n) in q), default=0)
         if best:
             found.append((best, c))

@@ -285,23 +285,26 @@ def _contains(haystack: str, phrase: str) -> bool:
         re.search(r"(?<![a-z0-9])" + re.escape(phrase) + r"(?![a-z0-9])", haystack) is not None
 
 
-_PATTERNS: dict[str, tuple[bool, re.Pattern[str]]] = {}
+_PATTERNS: dict[tuple[str, bool], tuple[bool, re.Pattern[str]]] = {}
 
 
-def _pattern(phrase: str) -> tuple[bool, re.Pattern[str]]:
-    pat = _PATTERNS.get(phrase)
+def _pattern(phrase: str, titled: bool = False) -> tuple[bool, re.Pattern[str]]:
+    pat = _PATTERNS.get((phrase, titled))
     if pat is None:
         if len(phrase) <= 2 and phrase.isalpha():
-            # one- and two-letter aliases ("k", "t", "cr") only count when written in capitals
-            pat = (True, re.compile(r"(?<![A-Za-z0-9])" + re.escape(phrase.upper()) + r"(?![A-Za-z0-9])"))
+            # one- and two-letter aliases ("k", "t", "cr") only count when written in capitals; for labs
+            # and vitals also capitalized, as chemical symbols and charting shorthand are ("Cr", "Na",
+            # "Wt"), never in lower case ("mg", "na")
+            forms = sorted({phrase.upper(), phrase.capitalize()} if titled else {phrase.upper()})
+            pat = (True, re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(map(re.escape, forms)) + r")(?![A-Za-z0-9])"))
         else:
             pat = (False, re.compile(r"(?<![a-z0-9])" + re.escape(phrase) + r"(?![a-z0-9])"))
-        _PATTERNS[phrase] = pat
+        _PATTERNS[(phrase, titled)] = pat
     return pat
 
 
-def _find(text: str, norm: str, phrase: str) -> tuple[int, int] | None:
-    raw, pat = _pattern(phrase)
+def _find(text: str, norm: str, phrase: str, titled: bool = False) -> tuple[int, int] | None:
+    raw, pat = _pattern(phrase, titled)
     if raw:
         return (-1, -1) if pat.search(text) else None
     if phrase not in norm:
@@ -321,7 +324,7 @@ def groups_in_text(text: str, *, aliases: bool = True) -> list[tuple[Group, str]
     for group in GROUPS:
         best, span = "", (-1, -1)
         for phrase in group.names + (group.aliases if aliases else ()):
-            found = _find(text, norm, phrase)
+            found = _find(text, norm, phrase, group.kind in ("lab", "vital"))
             if found is not None and len(phrase) > len(best):
                 best, span = phrase, found
         if best:
