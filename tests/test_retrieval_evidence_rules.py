@@ -96,7 +96,7 @@ def test_terminology_tags_do_not_hide_a_named_condition(patient):
 
 
 def test_named_resource_types_most_specific_first():
-    from chartwise.tools.evidence import named_resource_types
+    from chartwise.tools.question import named_resource_types
 
     assert named_resource_types("when was the imaging study performed")[:2] == ["ImagingStudy", "Procedure"]
     assert named_resource_types("was it prescribed or given") == ["MedicationRequest", "MedicationAdministration"]

@@ -25,8 +25,8 @@ from chartwise.fhir.facts import Category, ClinicalFact
 from chartwise.fhir.store import PatientRecord
 
 from .index import Concept, patient_index
-from .question import QuestionAnalysis, analyze
-from .structured import (AsOfArgs, EvidenceItem, active_medications, fact_item, problem_list, resolve_concepts,
+from .question import QuestionAnalysis, analyze, named_resource_types
+from .structured import (AsOfArgs, EvidenceItem, active_medications, fact_item, problem_list,
                          text_item)
 from .tokens import Tokenizer
 
@@ -35,24 +35,6 @@ _CAT_OF_CUE = {"immunization": ["immunization"], "allergy": ["allergy"], "medica
                "condition": ["condition"], "procedure": ["procedure"], "encounter": ["encounter"], "vital": ["vital"],
                # an X-ray or scan is recorded as an ImagingStudy, a Procedure or a DiagnosticReport
                "imaging": ["imaging", "procedure", "report"]}
-
-#: Words that name a FHIR resource type: among equally good concepts, one carried by the named type wins
-#: ("imaging study" -> the ImagingStudy, not the Procedure of the same X-ray).
-_TYPE_WORDS: list[tuple[str, re.Pattern[str]]] = [
-    ("ImagingStudy", re.compile(r"\b(imaging stud(?:y|ies)|radiology stud(?:y|ies)|dicom stud(?:y|ies))\b", re.I)),
-    ("DiagnosticReport", re.compile(r"\b(reports?|read|impression)\b", re.I)),
-    ("Procedure", re.compile(r"\b(procedures?|performed|underwent|surger\w*|operation)\b", re.I)),
-    ("ServiceRequest", re.compile(r"\b(ordered|orders?|referr\w*|requested)\b", re.I)),
-    ("MedicationRequest", re.compile(r"\b(prescri\w*|rx)\b", re.I)),
-    ("MedicationAdministration", re.compile(r"\b(administ\w*|given|infused|injected)\b", re.I)),
-    ("Condition", re.compile(r"\b(diagnos\w*|dx)\b", re.I)),
-    ("Encounter", re.compile(r"\b(visits?|encounters?|admissions?|admitted)\b", re.I)),
-]
-
-
-def named_resource_types(question: str) -> list[str]:
-    """Resource types the question names in words, most specific first."""
-    return [rt for rt, pat in _TYPE_WORDS if pat.search(question)]
 
 
 class EvidencePack(BaseModel):

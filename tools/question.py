@@ -174,6 +174,25 @@ _CATEGORY_CUES: list[tuple[str, re.Pattern[str]]] = [
                            r"sonogra\w*|mammogra\w*|dicom|scans?)\b", re.I)),
 ]
 
+#: Words that name a FHIR resource type: among equally good concepts, one carried by the named type wins
+#: ("imaging study" -> the ImagingStudy, not the Procedure of the same X-ray).
+_TYPE_WORDS: list[tuple[str, re.Pattern[str]]] = [
+    ("ImagingStudy", re.compile(r"\b(imaging stud(?:y|ies)|radiology stud(?:y|ies)|dicom stud(?:y|ies))\b", re.I)),
+    ("DiagnosticReport", re.compile(r"\b(reports?|read|impression)\b", re.I)),
+    ("Procedure", re.compile(r"\b(procedures?|performed|underwent|surger\w*|operation)\b", re.I)),
+    ("ServiceRequest", re.compile(r"\b(ordered|orders?|referr\w*|requested)\b", re.I)),
+    ("MedicationRequest", re.compile(r"\b(prescri\w*|rx)\b", re.I)),
+    ("MedicationAdministration", re.compile(r"\b(administ\w*|given|infused|injected)\b", re.I)),
+    ("Condition", re.compile(r"\b(diagnos\w*|dx)\b", re.I)),
+    ("Encounter", re.compile(r"\b(visits?|encounters?|admissions?|admitted)\b", re.I)),
+]
+
+
+def named_resource_types(question: str) -> list[str]:
+    """Resource types the question names in words, most specific first."""
+    return [rt for rt, pat in _TYPE_WORDS if pat.search(question)]
+
+
 _STOP = set("""a about after all also am an and any anything are as at be been before being between but by can
 could did do does done during each ever every for from get got had has have having he her hers him his how i
 if in into is it its last latest let me most my new newest no not now of on once one or our out over past
