@@ -1,14 +1,14 @@
 """The per-patient index: distinct concepts and note chunks in Chroma, with BM25 beside it.
 
 Why it is cheap: thousands of Observations share a few dozen codes, so the index holds one
-document per distinct **concept** (code displays, codes, the clinician words of its vocabulary
-group, and the keys of the facts that carry it) rather than one per resource, plus sentence-aware
+document per distinct **concept** (its vector embeds the code displays; BM25 also reads the codes
+and the clinician words of its vocabulary group) rather than one per resource, plus sentence-aware
 **note chunks** with character offsets (cited as ``DocumentReference/id#start-end``).  Every
-document's id carries a content hash: re-indexing an unchanged patient finds every id present and
-embeds nothing.  A document's vector is pooled from the vectors of its distinct parts (a chunk's
-sentences; a concept's displays and clinician words), each embedded once per store and found again
-by the hash of its text (:mod:`chartwise.tools.vectors`): copied-forward note sentences and code
-displays shared across patients cost nothing after their first appearance.
+stored vector's id is the hash of what it embeds: re-indexing an unchanged patient finds every id
+present and embeds nothing, and a concept or chunk another record already has costs nothing.  A
+chunk's vector is pooled from the vectors of its sentences, each embedded once per store and found
+again by the hash of its text (:mod:`chartwise.tools.vectors`): copied-forward note sentences cost
+nothing after their first appearance.
 
 Storage: an embedded ``chromadb.PersistentClient`` under :class:`IndexSettings.path`, or a
 ``chromadb.HttpClient`` when ``host``/``port`` are set; telemetry is off either way.
@@ -20,6 +20,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Iterable, NamedTuple
 
 import bm25s
@@ -31,7 +32,7 @@ from chartwise.fhir.store import PatientRecord
 
 from .config import IndexSettings
 from .embedding import SentenceTransformerEmbedding
-from .vectors import VectorCache, pool, text_hash
+from .vectors import VectorCache, pool, stored_vectors, text_hash
 from .vocabulary import Group, groups_for_display, groups_in_text, words
 
 log = logging.getLogger(__name__)
@@ -72,12 +73,12 @@ class Concept:
     #: what lexical search reads: displays, the clinician words of its vocabulary groups, the category
     text: str = ""
 
-    @property
+    @cached_property
     def dense_text(self) -> str:
         """What is embedded: the record's own words for it (clinician words reach it lexically)."""
         return " | ".join(self.displays)
 
-    @property
+    @cached_property
     def doc_id(self) -> str:
         """Content address of its vector: shared by every record holding the same concept."""
         return f"{_hash(self.key)}{_hash(self.dense_text)}"
@@ -300,13 +301,7 @@ class IndexStore:
 
     def embeddings(self, kind: str, ids: list[str]) -> dict[str, np.ndarray]:
         """Stored vectors by id."""
-        col = self.collection(kind)
-        out: dict[str, np.ndarray] = {}
-        for i in range(0, len(ids), self.max_batch):
-            got = col.get(ids=ids[i:i + self.max_batch], include=["embeddings"])
-            embs = got["embeddings"] if got["embeddings"] is not None else []
-            out.update((h, np.asarray(e, dtype=np.float32)) for h, e in zip(got["ids"], embs))
-        return out
+        return stored_vectors(self.collection(kind), ids, self.max_batch)
 
 
 _STORES: dict[str, IndexStore] = {}
@@ -393,7 +388,6 @@ class PatientIndex:
     def __init__(self, record: PatientRecord, store: IndexStore | None = None) -> None:
         self.record = record
         self.store = store or get_store()
-        self.scope = record.patient_key
         self.facts = record.facts
         self.concepts = build_concepts(self.facts)
         self.concept_by_doc = {c.doc_id: c for c in self.concepts}

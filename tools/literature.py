@@ -80,10 +80,9 @@ def load_corpus(path: str | Path | None = None) -> list[Paper]:
 
 
 class LiteratureIndex:
-    def __init__(self, papers: list[Paper], store: IndexStore, scope: str) -> None:
+    def __init__(self, papers: list[Paper], store: IndexStore) -> None:
         self.papers = papers
         self.store = store
-        self.scope = scope
         # content-addressed: the same paper in two corpora is one stored vector
         self.by_id = {f"{_hash(p.pmid)}{_hash(self._text(p))}": p for p in papers}
         self._lex = Lexical([f"{p.title} {p.abstract}" for p in self.by_id.values()])
@@ -113,5 +112,5 @@ def literature_index(corpus: str | Path | None = None, settings: IndexSettings |
     key = (path, store.settings.model_dump_json())
     with _LOCK:
         if key not in _CACHE:
-            _CACHE[key] = LiteratureIndex(load_corpus(path), store, scope=f"corpus:{path}")
+            _CACHE[key] = LiteratureIndex(load_corpus(path), store)
         return _CACHE[key]

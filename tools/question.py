@@ -188,9 +188,14 @@ _TYPE_WORDS: list[tuple[str, re.Pattern[str]]] = [
 ]
 
 
+def _cues(table: list[tuple[str, re.Pattern[str]]], text: str) -> list[str]:
+    """The names of a cue table whose pattern occurs in ``text``, in table order."""
+    return [name for name, pat in table if pat.search(text)]
+
+
 def named_resource_types(question: str) -> list[str]:
     """Resource types the question names in words, most specific first."""
-    return [rt for rt, pat in _TYPE_WORDS if pat.search(question)]
+    return _cues(_TYPE_WORDS, question)
 
 
 _STOP = set("""a about after all also am an and any anything are as at be been before being between but by can
@@ -262,10 +267,7 @@ def analyze(question: str, now: date | None = None) -> QuestionAnalysis:
             else:
                 out.date_from, out.date_to = s.start, s.end
     # types
-    types = []
-    for name, pat in _TYPE_CUES:
-        if pat.search(q):
-            types.append(name)
+    types = _cues(_TYPE_CUES, q)
     if out.at_date is not None and "count" not in types:
         types.insert(0, "at_date")
     if (out.date_from or out.date_to) and out.at_date is None and "window" not in types:
@@ -283,7 +285,7 @@ def analyze(question: str, now: date | None = None) -> QuestionAnalysis:
         types = ["latest"]
     order = ["count", "list", "first", "at_date", "abnormal", "note", "ever", "window", "latest"]
     out.types = sorted(dict.fromkeys(types), key=order.index)
-    out.categories = [name for name, pat in _CATEGORY_CUES if pat.search(q)]
+    out.categories = _cues(_CATEGORY_CUES, q)
     # concept phrase
     cue_words = re.sub(r"[^\w/+&.-]+", " ", scrub)
     kept = [w for w in cue_words.split() if w.lower().strip(".") not in _STOP and not re.fullmatch(r"[\d.,/-]+", w)]

@@ -4,10 +4,9 @@ A clinical record repeats itself.  Copied-forward note text ("No known allergies
 medication list in every visit note) and code displays shared by every patient with the same lab
 make the distinct *sentences and strings* of a chart a small fraction of its text: the notes of one
 Synthea patient hold 18,710 sentences but only 833 distinct ones.  So the index never embeds a note
-chunk or a concept document as a whole; it embeds the distinct parts (a chunk's sentences, a
-concept's display strings and clinician words), keeps each part's vector under the hash of its
-text, and **pools** a document's vector from its parts (length-weighted mean, re-normalized: the
-mean pooling a sentence-transformer applies to tokens, applied to sentences).
+chunk as a whole; it embeds the chunk's distinct sentences, keeps each sentence's vector under the
+hash of its text, and **pools** the chunk's vector from them (length-weighted mean, re-normalized:
+the mean pooling a sentence-transformer applies to tokens, applied to sentences).
 
 The cache lives in the same Chroma store as the index (a collection of vectors with hash ids and no
 text, so it holds no record text), so it serves an embedded store and a Chroma server alike, and a
@@ -28,6 +27,16 @@ MEMORY_ENTRIES = 50_000
 
 def text_hash(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=10).hexdigest()
+
+
+def stored_vectors(col: Any, ids: Sequence[str], max_batch: int) -> dict[str, np.ndarray]:
+    """The vectors ``col`` holds for ``ids`` (absent ids are left out), fetched ``max_batch`` at a time."""
+    out: dict[str, np.ndarray] = {}
+    for i in range(0, len(ids), max_batch):
+        got = col.get(ids=list(ids[i:i + max_batch]), include=["embeddings"])
+        embs = got["embeddings"] if got["embeddings"] is not None else []
+        out.update((h, np.asarray(e, dtype=np.float32)) for h, e in zip(got["ids"], embs))
+    return out
 
 
 def pool(vectors: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -72,12 +81,7 @@ class VectorCache:
                     out[h] = hit
         unknown = [h for h in wanted if h not in out]
         if unknown:
-            col = self._collection()
-            for i in range(0, len(unknown), self.max_batch):
-                got = col.get(ids=unknown[i:i + self.max_batch], include=["embeddings"])
-                embs = got["embeddings"] if got["embeddings"] is not None else []
-                for h, emb in zip(got["ids"], embs):
-                    out[h] = np.asarray(emb, dtype=np.float32)
+            out.update(stored_vectors(self._collection(), unknown, self.max_batch))
         missing = [h for h in wanted if h not in out]
         if missing:
             embedded = self._embed([wanted[h] for h in missing])
